@@ -1,0 +1,3 @@
+"""Parameter Golf compliance harness."""
+
+__version__ = "0.1.0"

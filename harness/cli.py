@@ -1,0 +1,123 @@
+"""The `harness` command: check, run, data, probe, rules.
+
+Every expected failure becomes one line on stderr and a distinct exit code (harness.errors.Exit);
+a traceback is shown only for a harness bug (exit 5), and only with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from harness import __version__
+from harness.errors import Exit, HarnessError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors: one line, exit 3
+        sys.stderr.write(f"harness: error: {message}\n")
+        raise SystemExit(int(Exit.BAD_INPUT))
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run options")
+    g.add_argument("--device", choices=["cpu", "cuda"], default=None, help="cpu: CUDA shim, tiny scale")
+    g.add_argument("--nproc", type=int, default=None, help="processes (torchrun when > 1)")
+    g.add_argument("--scale", choices=["tiny", "full"], default=None)
+    g.add_argument("--data-path", default=None, help="folder with fineweb_{train,val}_*.bin shards")
+    g.add_argument("--tokenizer", default=None, help="SentencePiece .model matching --data-path")
+    g.add_argument("--vocab-size", type=int, default=None, help="built-in data vocabulary (default 1024)")
+    g.add_argument("--python", default=None, help="interpreter for the child (e.g. python3.12)")
+    g.add_argument("--env", action="append", default=[], metavar="K=V", help="extra environment override")
+    g.add_argument("--timeout", type=float, default=None, help="wall-clock cap for the whole run, seconds")
+    g.add_argument("--out", default=None, help="folder for the run's ledger, logs and picture")
+    g.add_argument("--no-trace", action="store_true", help="run without the token-access tracer")
+    g.add_argument("--keep-workdir", action="store_true", help="keep the run's working copy")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="harness", description="Parameter Golf compliance harness")
+    p.add_argument("--version", action="version", version=f"harness {__version__}")
+    p.add_argument("--config", default=None, help="harness.toml (default: ./harness.toml)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of harness bugs")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    c = sub.add_parser("check", help="check a submission folder: bytes, artifact, logs, claims, hints")
+    c.add_argument("path", help="submission folder (records/<track>/<name>/)")
+    c.add_argument("--artifact", default=None, help="compressed model file (default: found in the folder)")
+    c.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="write the JSON report")
+    c.add_argument("--markdown", dest="md_out", default=None, metavar="FILE", help="write a PR comment")
+    c.add_argument("--score-tag", default=None, help="log tag of the reported score line")
+    c.add_argument("--reference-val-loss", type=float, default=None, help="previous record (nats), for B5")
+    c.add_argument("--p-value", type=float, default=None, help="B5 significance level")
+    c.add_argument("--run", action="store_true", help="also run the script (harness run) and fold it in")
+    c.add_argument("--probes", action="store_true", help="with --run: also run the behavioural probes")
+    c.add_argument("--no-hints", action="store_true", help="skip static hints")
+    _add_run_options(c)
+
+    r = sub.add_parser("run", help="run the submission's train_gpt.py under the harness runtime")
+    r.add_argument("path", help="submission folder or a train_gpt.py")
+    r.add_argument("--json", dest="json_out", default=None, metavar="FILE")
+    r.add_argument("--markdown", dest="md_out", default=None, metavar="FILE")
+    _add_run_options(r)
+
+    d = sub.add_parser("data", help="build (once) and show the built-in tokenizer and shards")
+    d.add_argument("--vocab-size", type=int, default=1024)
+    d.add_argument("--cache-dir", default=None)
+    d.add_argument("--force", action="store_true", help="rebuild even if cached")
+
+    pr = sub.add_parser("probe", help="behavioural probes: C2 normalization, C1 future perturbation, canary")
+    pr.add_argument("path")
+    pr.add_argument("--probe", action="append", choices=["c2", "c1", "canary"], default=None)
+    pr.add_argument("--json", dest="json_out", default=None, metavar="FILE")
+    pr.add_argument("--markdown", dest="md_out", default=None, metavar="FILE")
+    _add_run_options(pr)
+
+    sub.add_parser("rules", help="list the rules (ids, parameters, sources)")
+    return p
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from harness.config import load_config
+
+    cfg = load_config(args.config)
+    if args.command == "check":
+        from harness.check import main_check
+
+        return main_check(args, cfg)
+    if args.command == "run":
+        from harness.run.command import main_run
+
+        return main_run(args, cfg)
+    if args.command == "data":
+        from harness.data import main_data
+
+        return main_data(args, cfg)
+    if args.command == "probe":
+        from harness.probes.command import main_probe
+
+        return main_probe(args, cfg)
+    if args.command == "rules":
+        from harness.report.console import print_rules
+
+        print_rules(cfg)
+        return int(Exit.COMPLIANT)
+    raise HarnessError(f"unknown command {args.command}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(_dispatch(args))
+    except HarnessError as e:
+        sys.stderr.write(f"harness: {e}\n")
+        return int(e.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("harness: interrupted\n")
+        return int(Exit.INTERNAL)
+    except Exception as e:  # a harness bug: still one line unless --debug
+        if args.debug:
+            raise
+        sys.stderr.write(f"harness: internal error: {type(e).__name__}: {e} (rerun with --debug)\n")
+        return int(Exit.INTERNAL)

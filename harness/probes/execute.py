@@ -1,0 +1,401 @@
+"""Running a probe's variant streams through the real script, and reading back what each printed.
+
+A probe session is a list of Variants (streams of one length). An Executor runs them and returns one
+VariantRun each: the printed val_loss / val_bpb (the tracer-free evidence) and, when the run's
+ledger reproduces the printed number, the reported pass's per-position scores.
+
+HarnessExecutor uses harness.run.run_submission. With the fork server (harness.runtime.forkserver)
+one run serves variant 0 and forks a child per other variant at the first validation read; without
+it (bootstrap did not install it, or fork=False) every variant is a run of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from harness.probes.stats import printed_half_ulp
+
+
+@dataclass
+class Variant:
+    name: str  # unique, filesystem-safe
+    tokens: np.ndarray
+    purpose: str  # base | replay | c2 | c1 | canary | echo
+
+
+@dataclass
+class VariantRun:
+    name: str
+    purpose: str
+    n_targets: int
+    ok: bool
+    reason: str = ""
+    val_loss: float | None = None
+    val_bpb: float | None = None
+    line: str = ""
+    wall_s: float | None = None
+    scores: dict[int, float] | None = None  # the reported pass, position -> NLL (None: not trusted)
+    score_note: str = ""  # why scores is None, or where they came from
+    how: str = ""  # "run" (a run of its own) | "fork" (a fork-server child) | "model" (a stand-in)
+
+    @property
+    def total_nll(self) -> float | None:
+        if self.val_loss is None or not math.isfinite(self.val_loss):
+            return None
+        return self.val_loss * self.n_targets
+
+    @property
+    def total_slack(self) -> float:
+        """Rounding of the printed val_loss, scaled to the total."""
+        return printed_half_ulp(self.line) * self.n_targets
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "purpose": self.purpose, "ok": self.ok, "reason": self.reason,
+                "val_loss": self.val_loss, "val_bpb": self.val_bpb, "wall_s": self.wall_s, "how": self.how,
+                "per_position_scores": self.scores is not None, "score_note": self.score_note}
+
+
+class Executor(Protocol):
+    description: str
+
+    def run(self, variants: Sequence[Variant]) -> list[VariantRun]: ...
+
+
+@dataclass
+class SessionCost:
+    """What a probe session cost, for the report (and bench/probes.py)."""
+
+    variants: int = 0
+    runs: int = 0  # processes started from scratch
+    forks: int = 0  # fork-server children
+    wall_s: float = 0.0
+    fork_at_s: float | None = None  # harness clock of the fork: the work each child reused
+    run_wall_s: float | None = None  # wall time of the run that served variant 0
+    variant_s: list[float] = field(default_factory=list)  # wall time of each extra variant (child or run)
+    notes: list[str] = field(default_factory=list)
+
+    def per_variant_s(self) -> float | None:
+        """Median cost of one more variant, as measured so far."""
+        xs = sorted(x for x in self.variant_s if x is not None)
+        if not xs:
+            return self.run_wall_s
+        return xs[len(xs) // 2]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# ---------------------------------------------------------------- reading one run's ledger
+
+
+def reported_scores(ledger_dir: str | os.PathLike[str] | None, printed: tuple[str, float, float, str] | None,
+                    tokens: np.ndarray, pos_bytes: np.ndarray | None,
+                    tol_loss: float = 5e-4, tol_bpb: float = 5e-4) -> tuple[dict[int, float] | None, str]:
+    """The reported pass's scores, position -> NLL, when the ledger reproduces the printed number.
+
+    Uses the verdict's own search for the reported pass (harness.verdict), so a ledger the script
+    fooled (scores that do not add up to what it printed) is never trusted here either."""
+    if ledger_dir is None or printed is None:
+        return None, "no printed score" if printed is None else "no ledger"
+    d = Path(ledger_dir)
+    if not d.exists() or not any(d.glob("ledger*.jsonl")):
+        return None, "no ledger"
+    try:
+        from harness.ledger import read_ledger
+        from harness.verdict.analysis import analyze
+        from harness.verdict.passes import Printed
+    except ImportError as e:
+        return None, f"verdict unavailable ({e})"
+    led = read_ledger(d)
+    if not any(True for _ in led.of("score")):
+        return None, "no per-position scores in the ledger (untraced run, or the tracer saw no NLL)"
+    an = analyze(led, Printed(*printed), tokens, pos_bytes, tol_loss, tol_bpb)
+    if an.search is None or an.search.match is None:
+        return None, "the ledger's scores do not reproduce the printed score"
+    m = an.search.match
+    if m.cand.selection != "all":
+        return None, f"the printed score needs a {m.cand.selection} per position over several passes"
+    rows = m.rows
+    pos = an.tables.pos[rows]
+    nll = an.tables.nll[rows]
+    if np.unique(pos).size != pos.size:
+        return None, "the reported pass scores a position twice"
+    return {int(p): float(v) for p, v in zip(pos.tolist(), nll.tolist())}, f"reported pass: {m.cand.label}"
+
+
+# ---------------------------------------------------------------- the real runner
+
+
+def _printed_tuple(rep: Any) -> tuple[str, float, float, str] | None:
+    if rep is None:
+        return None
+    try:
+        return (str(getattr(rep, "tag", "") or ""), float(rep.val_loss), float(rep.val_bpb),
+                str(getattr(rep, "line", "") or ""))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+class HarnessExecutor:
+    """Variants through harness.run.run_submission (fork server when available)."""
+
+    def __init__(self, path: str | os.PathLike[str], cfg: Any, run_kwargs: Mapping[str, Any], session_dir: Path,
+                 *, fork: bool = True, jobs: int = 1, variant_timeout_s: float = 300.0,
+                 pos_bytes_of: Callable[[np.ndarray], np.ndarray | None] | None = None,
+                 tol_loss: float = 5e-4, tol_bpb: float = 5e-4,
+                 runner: Callable[..., Any] | None = None) -> None:
+        self.path = path
+        self.cfg = cfg
+        self.kw = dict(run_kwargs)
+        self.session = Path(session_dir)
+        self.fork = fork
+        self.jobs = max(1, jobs)
+        self.variant_timeout_s = variant_timeout_s
+        self.pos_bytes_of = pos_bytes_of or (lambda t: None)
+        self.tol = (tol_loss, tol_bpb)
+        self._runner = runner
+        self.cost = SessionCost()
+        self._sessions = 0
+        self.score_tag: str | None = None
+        self.base_result: Any = None  # the RunResult of the run that served variant 0
+        self.description = "harness run" + (" + fork server" if fork else ", one run per variant")
+
+    def _run_submission(self, **kw: Any) -> Any:
+        if self._runner is not None:
+            return self._runner(self.path, self.cfg, **kw)
+        from harness.run.runner import run_submission
+
+        return run_submission(self.path, self.cfg, **kw)
+
+    def _kwargs(self, out_dir: Path, tokens: np.ndarray, env_extra: Mapping[str, str] | None,
+                timeout: float | None) -> dict[str, Any]:
+        kw = dict(self.kw)
+        env = dict(kw.pop("env", None) or {})
+        env.setdefault("OMP_NUM_THREADS", "1")  # fork safety and fair sharing of the cores
+        env.update(env_extra or {})
+        kw.update(env=env, out_dir=str(out_dir), val_override=np.asarray(tokens, dtype=np.uint16),
+                  val_tokens=int(np.asarray(tokens).size))
+        if timeout is not None:
+            kw["timeout"] = timeout
+        if self.score_tag is not None and "score_tag" not in kw:
+            kw["score_tag"] = self.score_tag
+        return kw
+
+    def _from_result(self, v: Variant, res: Any, how: str) -> VariantRun:
+        printed = _printed_tuple(getattr(res, "reported", None))
+        run = VariantRun(v.name, v.purpose, int(v.tokens.size) - 1, ok=bool(getattr(res, "ok", False)),
+                         reason=str(getattr(res, "reason", "")), wall_s=getattr(res, "wall_s", None), how=how)
+        if printed is not None:
+            run.val_loss, run.val_bpb, run.line = printed[1], printed[2], printed[3]
+        if run.ok:
+            run.scores, run.score_note = reported_scores(getattr(res, "ledger_dir", None), printed, v.tokens,
+                                                         self.pos_bytes_of(v.tokens), *self.tol)
+        return run
+
+    def run(self, variants: Sequence[Variant]) -> list[VariantRun]:
+        if not variants:
+            return []
+        n = variants[0].tokens.size
+        if any(v.tokens.size != n for v in variants):
+            raise ValueError("every variant of a session must have the same length")
+        t0 = time.time()
+        self.cost.variants += len(variants)
+        out: list[VariantRun | None] = [None] * len(variants)
+        rest = list(range(1, len(variants)))
+        if self.fork and len(variants) > 1:
+            runs, rest = self._fork_session(variants)
+            for i, r in runs.items():
+                out[i] = r
+        else:
+            out[0] = self._single(variants[0])
+        for i in rest:
+            out[i] = self._single(variants[i])
+        self.cost.wall_s += time.time() - t0
+        return [r for r in out if r is not None]
+
+    def _single(self, v: Variant) -> VariantRun:
+        d = self.session / "runs" / v.name
+        res = self._run_submission(**self._kwargs(d, v.tokens, None, None))
+        self.cost.runs += 1
+        self.cost.variant_s.append(getattr(res, "wall_s", None))
+        if self.base_result is None:
+            self.base_result = res
+            self.cost.run_wall_s = getattr(res, "wall_s", None)
+            rep = getattr(res, "reported", None)
+            if rep is not None and self.score_tag is None:
+                self.score_tag = str(getattr(rep, "tag", "") or "") or None
+        return self._from_result(v, res, "run")
+
+    def _fork_session(self, variants: Sequence[Variant]) -> tuple[dict[int, VariantRun], list[int]]:
+        from harness.run.score_lines import choose_reported, parse_line
+        from harness.runtime.forkserver import ENV, SERVER_FILE
+
+        self._sessions += 1
+        d = self.session / f"fork{self._sessions}"
+        vdir = d / "variants"
+        vdir.mkdir(parents=True, exist_ok=True)
+        npy = d / "streams.npy"
+        np.save(npy, np.stack([np.asarray(v.tokens, dtype=np.uint16) for v in variants]))
+        plan = {"variants": str(npy), "names": [v.name for v in variants], "out": str(vdir), "jobs": self.jobs,
+                "timeout_s": self.variant_timeout_s}
+        timeout = self.kw.get("timeout")
+        if timeout is None:
+            timeout = self.variant_timeout_s * len(variants)
+        res = self._run_submission(**self._kwargs(d / "run", variants[0].tokens, {ENV: json.dumps(plan)},
+                                                  float(timeout)))
+        self.cost.runs += 1
+        if self.base_result is None:
+            self.base_result = res
+            self.cost.run_wall_s = getattr(res, "wall_s", None)
+        rep = getattr(res, "reported", None)
+        if rep is not None and self.score_tag is None:
+            self.score_tag = str(getattr(rep, "tag", "") or "") or None
+        runs = {0: self._from_result(variants[0], res, "run")}
+        info_path = vdir / SERVER_FILE
+        if not info_path.is_file():
+            self.cost.notes.append("the fork server did not run (not installed by the runtime, or the script read "
+                                   "no validation through a tagged path): one run per variant")
+            return runs, list(range(1, len(variants)))
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        if info.get("refused"):
+            self.cost.notes.append(f"fork server refused: {info['refused']}; one run per variant")
+            return runs, list(range(1, len(variants)))
+        phases = getattr(res, "phases", {}) or {}
+        if self.cost.fork_at_s is None:
+            self.cost.fork_at_s = phases.get("first_val_read")
+        children = info.get("children", {})
+        parent_reads = _read_events(Path(getattr(res, "ledger_dir", "") or d / "run" / "ledger"))
+        for i in range(1, len(variants)):
+            v = variants[i]
+            cd = vdir / v.name
+            rec = children.get(str(i), {})
+            self.cost.forks += 1
+            self.cost.variant_s.append(rec.get("wall_s"))
+            run = VariantRun(v.name, v.purpose, int(v.tokens.size) - 1, ok=False, how="fork",
+                             wall_s=rec.get("wall_s"))
+            child = _read_json(cd / "child.json")
+            text = _read_text(cd / "stdout.txt")
+            lines = [s for s in (parse_line(x) for x in text.splitlines()) if s is not None]
+            chosen = choose_reported(lines, self.score_tag or "")
+            if rec.get("timed_out"):
+                run.reason = "timeout"
+            elif rec.get("rc") not in (0, None):
+                run.reason = f"crash (rc {rec.get('rc')})"
+            elif child is None or not child.get("substituted_reads"):
+                run.reason = "variant not served (the child swapped no validation read)"
+            elif child.get("unsupported"):
+                run.reason = f"variant partly served ({child['unsupported'][0]})"
+            elif (why := _unswapped_read(parent_reads, cd)) is not None:
+                run.reason = f"variant partly served ({why})"
+            elif chosen is None:
+                run.reason = "no_score"
+            else:
+                run.ok, run.reason = True, "ok"
+            if chosen is not None:
+                run.val_loss, run.val_bpb, run.line = chosen.val_loss, chosen.val_bpb, chosen.line
+            if run.ok:
+                printed = (chosen.tag, chosen.val_loss, chosen.val_bpb, chosen.line)
+                run.scores, run.score_note = reported_scores(cd, printed, v.tokens, self.pos_bytes_of(v.tokens),
+                                                             *self.tol)
+            runs[i] = run
+        unserved = [i for i, r in runs.items() if i and r.reason.startswith("variant ")]
+        if unserved:
+            # the script read validation by a path the fork server cannot swap: serve those streams as files
+            self.cost.notes.append(f"{len(unserved)} fork variant(s) not served through a tagged validation read; "
+                                   "ran them as runs of their own")
+            for i in unserved:
+                del runs[i]
+        return runs, unserved
+
+
+def _read_events(ledger_dir: Path) -> list[dict[str, Any]]:
+    """`read` events of the rank-0 process ledger (validation entering the process)."""
+    out = []
+    for f in sorted(ledger_dir.glob("ledger.rank*.jsonl")):
+        for line in _read_text(f).splitlines():
+            if '"kind":"read"' in line:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+    return out
+
+
+def _unswapped_read(parent_reads: list[dict[str, Any]], child_dir: Path) -> str | None:
+    """A validation read the child's tokens cannot have come through: an untagged read (bytes, a path
+    no hook tags) not followed in the same process lineage by a tagged read covering it. The lineage is
+    the parent's reads before the fork, then the child's own."""
+    child = _read_events(child_dir)
+    t_fork = min((float(e.get("t", 0.0)) for e in child), default=None)
+    before = [e for e in parent_reads if t_fork is None or float(e.get("t", 0.0)) < t_fork]
+    seq = before + child
+    for i, e in enumerate(seq):
+        if e.get("tagged"):
+            continue
+        lo, hi = int(e.get("lo", 0)), int(e.get("hi", 0))
+        later = sorted((int(x.get("lo", 0)), int(x.get("hi", 0))) for x in seq[i + 1:] if x.get("tagged"))
+        cur = lo
+        for a, b in later:
+            if a <= cur < b:
+                cur = b
+        if cur < hi:
+            return f"an untagged read of positions {lo}..{hi} via {e.get('how', '?')} at {e.get('site', '?')}"
+    return None
+
+
+def _read_json(p: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _read_text(p: Path) -> str:
+    try:
+        return p.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------- stand-ins (tests, bench)
+
+
+class ModelExecutor:
+    """Variants scored by a Python predictor: score_fn(tokens) -> per-position NLL array (index = position,
+    entry 0 unused). The printed val_loss is rounded to `decimals` like a score line would be."""
+
+    def __init__(self, score_fn: Callable[[np.ndarray], np.ndarray], decimals: int = 8, trusted_scores: bool = True,
+                 description: str = "stand-in model") -> None:
+        self.score_fn = score_fn
+        self.decimals = decimals
+        self.trusted_scores = trusted_scores
+        self.description = description
+        self.cost = SessionCost()
+
+    def run(self, variants: Sequence[Variant]) -> list[VariantRun]:
+        out = []
+        for v in variants:
+            t0 = time.time()
+            nll = np.asarray(self.score_fn(np.asarray(v.tokens)), dtype=np.float64)
+            n = v.tokens.size - 1
+            loss = round(float(np.sum(nll[1:n + 1]) / n), self.decimals)
+            line = f"final_exact val_loss:{loss:.{self.decimals}f} val_bpb:0.0"
+            r = VariantRun(v.name, v.purpose, n, ok=True, reason="ok", val_loss=loss, val_bpb=0.0, line=line,
+                           wall_s=time.time() - t0, how="model")
+            if self.trusted_scores:
+                r.scores = {p: float(nll[p]) for p in range(1, n + 1)}
+                r.score_note = "stand-in"
+            else:
+                r.score_note = "untraced stand-in"
+            out.append(r)
+            self.cost.variants += 1
+        return out

@@ -1,0 +1,235 @@
+"""One probe session: plan every variant stream, run them through an Executor, analyse each probe.
+
+Pure given the executor: tests drive it with a Python stand-in model (execute.ModelExecutor), the CLI
+with the real script (execute.HarnessExecutor). Every stream has the same length, so one fork-server
+run can serve them all.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.probes.c1_future import C1Plan, analyze_c1, plan_c1
+from harness.probes.c2_normalization import C2Plan, analyze_c2, plan_c2, shift_outcome
+from harness.probes.canary import CanaryPlan, analyze_canary, plan_canary
+from harness.probes.execute import Executor, Variant, VariantRun
+from harness.probes.outcome import ProbeOutcome
+from harness.probes.streams import base_stream, ordinary_ids, stream_length
+from harness.results import Status
+
+PROBES = ("c2", "c1", "canary")
+REPLAY = "replay"
+
+# Defaults for every parameter the probes read (rules/conditions.toml C1 / C2 and harness.toml
+# [probes] override them).
+DEFAULTS: dict[str, Any] = {
+    # C2
+    "normalization_tolerance": 1e-3,
+    "c2_candidates": 0,  # candidates per site, forced ones included; 0 = the whole vocabulary
+    "c2_time_budget_s": 900.0,  # fewer candidates (sampled, stated) when the measured cost would exceed it
+    "c2_alpha": 1e-3,
+    "c2_sampled_tolerance": 0.05,
+    "c2_confidence": 0.99,
+    # a wider alphabet means more distinct (previous, target) pairs, so target-keyed hash tables collide
+    # more and leak more on canaries; log k stays far below what a tiny model scores anyway
+    "canary_alphabet": 32,
+    "canary_doc_len": 64,
+    "canary_alpha": 1e-3,
+    # C1
+    "c1_perturbations": 2,
+    "c1_abs_tolerance": 0.0,  # bitwise: fp32 on CPU is deterministic
+    "c1_cuda_abs_tolerance": 1e-4,
+    "echo_copies": 3,
+    "echo_alpha": 1e-3,
+    # execution ([probes] in harness.toml)
+    "blocks": 16,  # stream length = blocks * sequence length + 1
+    "fork": True,
+    "jobs": 1,
+    "variant_timeout_s": 300.0,
+    "seed": None,  # None: a fresh secret seed per session (stated in the report, so it can be replayed)
+}
+
+
+def probe_params(cfg: Any, device: str = "cpu") -> dict[str, Any]:
+    p = dict(DEFAULTS)
+    if cfg is not None:
+        for rid in ("C2", "C1"):
+            try:
+                p.update(cfg.rule_params(rid))
+            except KeyError:
+                pass
+        p.update(cfg.section("probes"))
+    if device != "cpu":
+        p["c1_abs_tolerance"] = max(float(p["c1_abs_tolerance"]), float(p["c1_cuda_abs_tolerance"]))
+    return p
+
+
+@dataclass
+class SessionPlan:
+    base: np.ndarray
+    block: int
+    vocab: int
+    seed: int
+    rng: np.random.Generator
+    variants: list[Variant] = field(default_factory=list)
+    c2: C2Plan | None = None
+    c1: C1Plan | None = None
+    canaries: list[CanaryPlan] = field(default_factory=list)
+
+
+def plan_session(val_tokens: np.ndarray, vocab: int, block: int, params: Mapping[str, Any],
+                 which: Iterable[str] = PROBES, tables: Any = None, seed: int | None = None) -> SessionPlan:
+    which = set(which)
+    unknown = which - set(PROBES)
+    if unknown:
+        raise ValueError(f"unknown probe(s): {', '.join(sorted(unknown))}")
+    seed = int(seed if seed is not None else (params.get("seed") if params.get("seed") not in (None, "")
+                                              else secrets.randbits(63)))
+    rng = np.random.default_rng(seed)
+    n = stream_length(block, int(params["blocks"]))
+    ids = ordinary_ids(vocab, tables)
+    base = base_stream(val_tokens, n)
+    plan = SessionPlan(base=base, block=block, vocab=vocab, seed=seed, rng=rng)
+    plan.variants.append(Variant("base", base, "base"))
+    # a replay of the base stream: the determinism control for every comparison between runs
+    plan.variants.append(Variant(REPLAY, np.array(base, copy=True), "replay"))
+    if "c1" in which:
+        plan.c1, vs = plan_c1(base, block, int(params["c1_perturbations"]), rng, ids)
+        plan.variants += vs
+    if "canary" in which:
+        k = min(int(params["canary_alphabet"]), max(2, ids.size // 2))
+        doc = int(params["canary_doc_len"])
+        cp, v = plan_canary(n, ids, k, doc, 1, rng, "canary")
+        plan.canaries.append(cp)
+        plan.variants.append(v)
+        ep, v = plan_canary(n, ids, k, doc, int(params["echo_copies"]), rng, "echo")
+        plan.canaries.append(ep)
+        plan.variants.append(v)
+    return plan
+
+
+C2_BASE = "base_c2"
+
+
+def c2_budget(params: Mapping[str, Any], vocab: int, per_variant_s: float | None) -> tuple[int, str]:
+    """Candidates to evaluate: c2_candidates (0 = all), capped by the time budget at the measured cost."""
+    want = int(params["c2_candidates"]) or vocab
+    want = min(want, vocab)
+    budget = float(params.get("c2_time_budget_s") or 0)
+    if per_variant_s is None or per_variant_s <= 0 or budget <= 0:
+        return want, ""
+    cap = max(2, int(budget / per_variant_s))
+    if cap >= want:
+        return want, f"{want} candidates at ~{per_variant_s:.2f} s each"
+    return cap, (f"{cap} of {want} candidates: {want} at ~{per_variant_s:.2f} s each would exceed the "
+                 f"{budget:.0f} s budget (c2_time_budget_s)")
+
+
+def analyze_session(plan: SessionPlan, runs: list[VariantRun], params: Mapping[str, Any]) -> list[ProbeOutcome]:
+    by = {r.name: r for r in runs}
+    base = by.get("base")
+    params = dict(params)
+    out: list[ProbeOutcome] = []
+    if plan.c1 is not None and base is not None:
+        out.append(analyze_c1(plan.c1, base, by, params))
+    # C2 compares its variants with the base stream served by the same session (C2_BASE), when run
+    c2_base = by.get(C2_BASE) or base
+    if plan.c2 is not None and c2_base is not None:
+        c2 = analyze_c2(plan.c2, c2_base, by, params)
+        out.insert(0, c2)
+        same = replay_identical(base, by.get(REPLAY))
+        if same and c2_base is not base:
+            same = replay_identical(base, c2_base)
+        shift = shift_outcome(c2, same)
+        if shift is not None:
+            out.append(shift)
+    for cp in plan.canaries:
+        out.append(analyze_canary(cp, by.get(cp.name), params))
+    return out
+
+
+def replay_identical(base: VariantRun | None, replay: VariantRun | None) -> bool | None:
+    if base is None or replay is None or base.scores is None or replay.scores is None:
+        return None
+    return base.scores == replay.scores
+
+
+def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: int, params: Mapping[str, Any],
+                which: Iterable[str] = PROBES, tables: Any = None,
+                seed: int | None = None) -> tuple[list[ProbeOutcome], dict[str, Any]]:
+    """Plan, run and analyse; returns the outcomes and the report's `probes` section."""
+    t0 = time.time()
+    which = tuple(which)
+    plan = plan_session(val_tokens, vocab, block, params, which, tables, seed)
+    runs = executor.run(plan.variants)
+    c2_note = ""
+    if "c2" in which:
+        # second session: the candidates, sized by what one variant was measured to cost
+        cost = getattr(executor, "cost", None)
+        per = cost.per_variant_s() if cost is not None and hasattr(cost, "per_variant_s") else None
+        n, c2_note = c2_budget(params, vocab, per)
+        plan.c2, vs = plan_c2(plan.base, vocab, n, plan.rng)
+        more = [Variant(C2_BASE, np.array(plan.base, copy=True), "base")] + vs
+        plan.variants += more
+        runs += executor.run(more)
+    outcomes = analyze_session(plan, runs, params)
+    failed = [r for r in runs if not r.ok]
+    cost = getattr(executor, "cost", None)
+    section: dict[str, Any] = {
+        "which": sorted(set(which)),
+        "executor": getattr(executor, "description", type(executor).__name__),
+        "seed": plan.seed,
+        "stream": {"length": int(plan.base.size), "block": block, "blocks": int(params["blocks"]), "vocab": vocab},
+        "variants": len(plan.variants),
+        "variants_failed": [r.summary() for r in failed[:10]],
+        "variants_with_trusted_scores": sum(1 for r in runs if r.scores is not None),
+        "wall_s": round(time.time() - t0, 3),
+        "c2_candidates": c2_note,
+        "cost": cost.to_dict() if cost is not None and hasattr(cost, "to_dict") else None,
+        "outcomes": [o.to_dict() for o in outcomes],
+    }
+    base = next((r for r in runs if r.name == "base"), None)
+    if base is not None:
+        section["base"] = base.summary()
+    return outcomes, section
+
+
+def block_length(env: Mapping[str, str], default: int = 1024) -> int:
+    """The stream granularity: the least common multiple of the *SEQ_LEN values the run uses."""
+    vals = []
+    for k, v in env.items():
+        if str(k).endswith("SEQ_LEN"):
+            try:
+                x = int(str(v))
+            except ValueError:
+                continue
+            if x > 0:
+                vals.append(x)
+    if not vals:
+        return default
+    out = 1
+    for x in vals:
+        out = out * x // math.gcd(out, x)
+    return out
+
+
+def overall(outcomes: list[ProbeOutcome]) -> Status:
+    from harness.results import worst
+
+    return worst([o.status for o in outcomes], default=Status.NOT_RUN)
+
+
+def session_dir_name(path: str | os.PathLike[str]) -> str:
+    import re
+    from pathlib import Path
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).resolve().name)[:60] or "submission"
+    return f"probe-{time.strftime('%Y%m%d-%H%M%S')}-{name}-{secrets.token_hex(2)}"

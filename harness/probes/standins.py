@@ -1,0 +1,106 @@
+"""Python predictors whose legality is known by construction: the probes' test bench.
+
+Each is a function tokens -> NLL per position (index = position; entry 0 unused), scored left to
+right like a score-first evaluation. Use with execute.ModelExecutor.
+
+    legal_cache        adaptive bigram cache over already-scored tokens, Dirichlet-smoothed: causal,
+                       normalized (Track B, legal)
+    hashed_target_blend the #940 pattern: a hashed n-gram count whose key includes the target, blended
+                       only into the target's probability (C2 violation; sums above 1)
+    future_peek        a normalized distribution that boosts the NEXT token (C1 violation)
+    target_peek        a distribution that boosts the target itself, renormalized per target (C1/C2
+                       violation: each row sums to 1, but the row depends on x_t; the C2 probes see it)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+
+
+def _bigram_probs(counts: np.ndarray, row: int, alpha: float) -> np.ndarray:
+    c = counts[row]
+    return (c + alpha) / (c.sum() + alpha * c.size)
+
+
+def legal_cache(vocab: int, alpha: float = 0.5) -> ScoreFn:
+    def score(tokens: np.ndarray) -> np.ndarray:
+        counts = np.zeros((vocab, vocab))
+        out = np.zeros(tokens.size)
+        for t in range(1, tokens.size):
+            prev, y = int(tokens[t - 1]), int(tokens[t])
+            out[t] = -math.log(_bigram_probs(counts, prev, alpha)[y])
+            counts[prev, y] += 1  # update after scoring
+        return out
+
+    return score
+
+
+def hashed_target_blend(vocab: int, buckets: int = 61, lam: float = 0.5, alpha: float = 0.5) -> ScoreFn:
+    def score(tokens: np.ndarray) -> np.ndarray:
+        counts = np.zeros((vocab, vocab))
+        full = np.zeros(buckets)  # hash(prev, target) -> count
+        ctx = np.zeros(buckets)  # hash(prev) -> count
+        out = np.zeros(tokens.size)
+        for t in range(1, tokens.size):
+            prev, y = int(tokens[t - 1]), int(tokens[t])
+            p = _bigram_probs(counts, prev, alpha)[y]
+            hf = (prev * 1_000_003 + y * 7919) % buckets  # the key includes the target
+            hc = (prev * 1_000_003) % buckets
+            if full[hf] > 0 and ctx[hc] > 0:
+                p = (1 - lam) * p + lam * min(1.0, full[hf] / ctx[hc])
+            out[t] = -math.log(p)
+            counts[prev, y] += 1
+            full[hf] += 1
+            ctx[hc] += 1
+        return out
+
+    return score
+
+
+def future_peek(vocab: int, boost: float = 3.0, alpha: float = 0.5) -> ScoreFn:
+    def score(tokens: np.ndarray) -> np.ndarray:
+        counts = np.zeros((vocab, vocab))
+        out = np.zeros(tokens.size)
+        for t in range(1, tokens.size):
+            prev, y = int(tokens[t - 1]), int(tokens[t])
+            logits = np.log(_bigram_probs(counts, prev, alpha))
+            if t + 1 < tokens.size:
+                nxt = int(tokens[t + 1])  # looks at the next token: boosts it, and its value sets a temperature
+                logits[nxt] += boost
+                logits = logits / (1.0 + 0.05 * (nxt % 7))
+            logp = logits - np.logaddexp.reduce(logits)
+            out[t] = -logp[y]
+            counts[prev, y] += 1
+        return out
+
+    return score
+
+
+def target_peek(vocab: int, boost: float = 2.0, alpha: float = 0.5) -> ScoreFn:
+    def score(tokens: np.ndarray) -> np.ndarray:
+        counts = np.zeros((vocab, vocab))
+        out = np.zeros(tokens.size)
+        for t in range(1, tokens.size):
+            prev, y = int(tokens[t - 1]), int(tokens[t])
+            logits = np.log(_bigram_probs(counts, prev, alpha))
+            logits[y] += boost  # looks at the target, then renormalizes: every row sums to 1
+            logp = logits - np.logaddexp.reduce(logits)
+            out[t] = -logp[y]
+            counts[prev, y] += 1
+        return out
+
+    return score
+
+
+STANDINS: dict[str, tuple[Callable[[int], ScoreFn], dict[str, str]]] = {
+    "legal_cache": (legal_cache, {"C1": "PASS", "C2": "PASS"}),
+    "hashed_target_blend": (hashed_target_blend, {"C2": "FAIL"}),
+    "future_peek": (future_peek, {"C1": "FAIL"}),
+    # looking at the target is a C1 matter too, but only C2's probes (substitution, canary) can see it
+    "target_peek": (target_peek, {"C2": "FAIL"}),
+}

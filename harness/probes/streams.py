@@ -1,0 +1,157 @@
+"""Validation streams the probes serve instead of the real one.
+
+Every stream of one probe session has the same length N = blocks * L + 1 (L = the evaluation
+sequence length), because the scripts truncate validation to a multiple of L plus one token and
+because a fork server hands each variant to a process that has already sized its buffers. Keeping
+the length also keeps chunk and window layouts identical between a base stream and its variants,
+which is what makes a position-by-position comparison fair for sliding windows and score-first TTT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.errors import BadInput
+
+BOS_ID = 1
+FIRST_ORDINARY_ID = 4  # pad, bos, eos, unk come first in the challenge's SentencePiece models
+
+
+def stream_length(block: int, blocks: int) -> int:
+    if block < 1 or blocks < 1:
+        raise BadInput(f"probe streams need a positive sequence length and block count (got {block}, {blocks})")
+    return block * blocks + 1
+
+
+def ordinary_ids(vocab: int, tables=None) -> np.ndarray:  # tables: harness.bpb.ByteTables | None
+    """Token ids a probe may write into a stream: not control/unknown, at least one byte (so val_bpb
+    stays finite), and not a byte-fallback piece when the tokenizer is known."""
+    ids = np.arange(FIRST_ORDINARY_ID, vocab, dtype=np.int64)
+    if tables is not None:
+        n = min(vocab, int(tables.vocab_size))
+        ids = ids[ids < n]
+        ok = (~tables.is_boundary[ids]) & (tables.base_bytes[ids] >= 1)
+        # byte-fallback pieces are exactly 1 byte and have no leading space; pieces of 2+ bytes are
+        # surely not byte tokens. Prefer those, fall back to any non-boundary id.
+        strong = ok & (tables.base_bytes[ids] >= 2)
+        ids = ids[strong] if strong.sum() >= 16 else ids[ok]
+    if ids.size < 2:
+        raise BadInput(f"a vocabulary of {vocab} ids has too few ordinary tokens for the probes")
+    return ids
+
+
+def base_stream(val_tokens: np.ndarray, length: int, echo: int = 8) -> np.ndarray:
+    """The first `length` tokens of the real validation split (starting at a BOS), with the last
+    `echo` + 1 tokens copied from an earlier stretch of the same stream, so the context of the final
+    position (the C2 probe site) has been seen before: caches then hold entries for it, which is where
+    target-keyed blends leak."""
+    v = np.asarray(val_tokens)
+    if v.ndim != 1 or v.size == 0:
+        raise BadInput("validation tokens must be a non-empty 1-D array")
+    starts = np.flatnonzero(v == BOS_ID)
+    first = int(starts[0]) if starts.size else 0
+    src = v[first:]
+    if src.size < length:
+        reps = -(-length // max(1, src.size))
+        src = np.tile(src, reps)
+    out = np.array(src[:length], dtype=np.uint16)
+    if out[0] != BOS_ID:
+        out[0] = BOS_ID
+    if echo > 0 and length > 2 * (echo + 2):
+        n = echo + 1
+        # copy from the middle of the stream, avoiding BOS tokens so the copied context is one document
+        lo = max(1, length // 3)
+        for s in range(lo, length - 2 * n):
+            seg = out[s:s + n]
+            if not np.any(seg == BOS_ID):
+                out[length - n:] = seg
+                break
+    return out
+
+
+def with_token(stream: np.ndarray, position: int, token: int) -> np.ndarray:
+    out = np.array(stream, copy=True)
+    out[position] = token
+    return out
+
+
+def perturb_after(stream: np.ndarray, t: int, rng: np.random.Generator, ids: np.ndarray) -> np.ndarray:
+    """Tokens after t replaced by random ordinary tokens, every one different from the original (so a
+    predictor that peeks at any later offset sees a change). Length and tokens <= t unchanged."""
+    out = np.array(stream, copy=True)
+    n = out.size - (t + 1)
+    if n <= 0:
+        raise BadInput(f"no tokens after position {t} to perturb in a stream of {out.size}")
+    new = rng.choice(ids, size=n)
+    same = new == out[t + 1:]
+    while np.any(same):
+        new[same] = rng.choice(ids, size=int(same.sum()))
+        same = new == out[t + 1:]
+    out[t + 1:] = new
+    return out
+
+
+@dataclass
+class CanaryStream:
+    """A stream of canary documents: each starts with BOS, then runs of `copies` identical tokens whose
+    first token is drawn uniformly from `alphabet`. q_t = 1/k at a run's first token, 1 elsewhere."""
+
+    tokens: np.ndarray
+    alphabet: np.ndarray
+    doc_len: int
+    copies: int
+    random_mask: np.ndarray = field(repr=False)  # per position: drawn uniformly (a target of entropy log k)
+
+    @property
+    def n_targets(self) -> int:
+        return int(self.tokens.size - 1)
+
+    @property
+    def n_random(self) -> int:
+        return int(self.random_mask[1:].sum())
+
+    def random_positions(self) -> np.ndarray:
+        return np.flatnonzero(self.random_mask)
+
+
+def canary_stream(length: int, alphabet: np.ndarray, doc_len: int, copies: int,
+                  rng: np.random.Generator) -> CanaryStream:
+    alphabet = np.asarray(alphabet, dtype=np.int64)
+    if alphabet.size < 2:
+        raise BadInput("a canary alphabet needs at least 2 tokens")
+    if np.any(alphabet == BOS_ID):
+        raise BadInput("the canary alphabet must not contain BOS")
+    if doc_len < 2 or copies < 1:
+        raise BadInput(f"bad canary shape: doc_len {doc_len}, copies {copies}")
+    tokens = np.zeros(length, dtype=np.uint16)
+    rand = np.zeros(length, dtype=bool)
+    run_tok = 0
+    for p in range(length):
+        k = p % doc_len
+        if k == 0:
+            tokens[p] = BOS_ID
+            continue
+        if (k - 1) % copies == 0:
+            run_tok = int(rng.choice(alphabet))
+            rand[p] = True
+        tokens[p] = run_tok
+    return CanaryStream(tokens, alphabet, doc_len, copies, rand)
+
+
+def pick_alphabet(ids: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    if k < 2 or k > ids.size:
+        raise BadInput(f"canary alphabet size {k} must lie in 2..{ids.size}")
+    return np.sort(rng.choice(ids, size=k, replace=False))
+
+
+def sample_candidates(vocab: int, forced: list[int], n: int, rng: np.random.Generator) -> list[int]:
+    """Candidate tokens for a C2 site: `forced` first, then `n` drawn uniformly without replacement from
+    the rest of the vocabulary (all of it when n covers it). The draw must be uniform for the sampled
+    estimate of Z to be unbiased, so no candidate is skipped for being a control token."""
+    forced = list(dict.fromkeys(int(f) for f in forced if 0 <= int(f) < vocab))
+    rest = np.setdiff1d(np.arange(vocab, dtype=np.int64), np.asarray(forced, dtype=np.int64))
+    if n >= rest.size:
+        return forced + rest.tolist()
+    return forced + rng.choice(rest, size=n, replace=False).tolist()

@@ -1,0 +1,130 @@
+"""The data every check writes into: statuses, evidence, findings, rule results, the report.
+
+Collection (check, run, trace, probes) produces these; reporting (harness.report) only reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+from harness.errors import Exit
+
+SCHEMA_VERSION = "1.0"
+
+
+class Status(str, Enum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    WARN = "WARN"
+    INCONCLUSIVE = "INCONCLUSIVE"
+    NOT_RUN = "NOT RUN"
+
+    @property
+    def rank(self) -> int:
+        """Severity order used to combine statuses (higher wins)."""
+        return {"NOT RUN": 0, "PASS": 1, "WARN": 2, "INCONCLUSIVE": 3, "FAIL": 4}[self.value]
+
+
+def worst(statuses: list[Status], default: Status = Status.NOT_RUN) -> Status:
+    return max(statuses, key=lambda s: s.rank) if statuses else default
+
+
+@dataclass
+class Evidence:
+    """What a maintainer needs to check a finding in a minute."""
+
+    where: str | None = None  # "train_gpt.py:123" (the submission's own file:line)
+    positions: list[int] = field(default_factory=list)  # first offending validation positions
+    events: list[int] = field(default_factory=list)  # ledger sequence numbers
+    time_s: float | None = None  # harness clock, seconds since run start
+    detail: str = ""
+
+    def one_line(self) -> str:
+        parts = []
+        if self.where:
+            parts.append(self.where)
+        if self.positions:
+            shown = ", ".join(str(p) for p in self.positions[:5])
+            more = "" if len(self.positions) <= 5 else f" (+{len(self.positions) - 5})"
+            parts.append(f"positions {shown}{more}")
+        if self.events:
+            parts.append("events " + ", ".join(f"#{e}" for e in self.events[:4]))
+        if self.time_s is not None:
+            parts.append(f"t={self.time_s:.2f}s")
+        if self.detail:
+            parts.append(self.detail)
+        return "; ".join(parts)
+
+
+@dataclass
+class Finding:
+    rule_id: str
+    status: Status
+    message: str  # one sentence
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+@dataclass
+class RuleResult:
+    rule_id: str
+    title: str
+    status: Status
+    summary: str  # one line of evidence for the table
+    findings: list[Finding] = field(default_factory=list)
+    checker: str = ""  # which part of the harness decided: check, run, trace, probe
+    severity: str = "error"
+
+
+@dataclass
+class Hint:
+    """A static 'look here': never a verdict."""
+
+    rule_id: str
+    pattern: str
+    where: str  # file:line
+    message: str
+    snippet: str = ""
+
+
+@dataclass
+class Report:
+    submission: str
+    command: str
+    harness_version: str
+    created: str
+    rules: list[RuleResult] = field(default_factory=list)
+    hints: list[Hint] = field(default_factory=list)
+    sections: dict[str, Any] = field(default_factory=dict)  # accounting, logs, artifact, run, trace, probes
+    notes: list[str] = field(default_factory=list)
+    # bad input found while collecting (malformed JSON, truncated artifact ...): exit code 3
+    input_errors: list[str] = field(default_factory=list)
+    schema_version: str = SCHEMA_VERSION
+
+    def result(self, rule_id: str) -> RuleResult | None:
+        return next((r for r in self.rules if r.rule_id == rule_id), None)
+
+    @property
+    def status(self) -> Status:
+        ran = [r.status for r in self.rules if r.status is not Status.NOT_RUN]
+        if not ran:
+            return Status.INCONCLUSIVE
+        s = worst(ran)
+        return Status.PASS if s is Status.WARN else s
+
+    @property
+    def exit_code(self) -> Exit:
+        if self.input_errors:
+            return Exit.BAD_INPUT
+        return {
+            Status.PASS: Exit.COMPLIANT,
+            Status.FAIL: Exit.VIOLATION,
+            Status.INCONCLUSIVE: Exit.INCONCLUSIVE,
+        }[self.status]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["status"] = self.status.value
+        d["exit_code"] = int(self.exit_code)
+        return d

@@ -1,0 +1,384 @@
+"""run_submission: run a submission's own train_gpt.py in a sandboxed child with the runtime injected.
+
+Flow: fresh working copy -> served data -> environment -> launch (python, or torchrun for several
+processes) -> watch (ledger phases, budgets at full scale, wall-clock cap, output flood) -> kill the
+tree -> classify the end -> parent ledger events -> RunResult (run.json in the out folder).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from harness.config import Config
+from harness.errors import BadInput
+from harness.fsutil import atomic_write_text
+from harness.ledger import LedgerWriter
+from harness.run import sandbox
+from harness.run.ending import classify, summarize_budget
+from harness.run.interpreter import resolve_python
+from harness.run.monitor import PARENT_LEDGER, BudgetClock, BudgetLimits, LedgerTail, PhaseTracker, clear_ledger
+from harness.run.result import Reported, RunResult
+from harness.run.scale import SCALES, env_overrides
+from harness.run.score_lines import ScoreLine, carries_score, parse_line, pick_reported, script_times
+from harness.run.serve import TRAIN_GLOB, VAL_GLOB, Served, serve_data
+from harness.run.workdir import Workdir, locate_script, prepare_workdir
+from harness.runtime.context import ENV_VAR, RuntimeSettings
+
+POLL_S = 0.2
+DEFAULT_VAL_TOKENS = 4096 + 1
+MAX_ARTIFACT_COPY = 64 * 1024 * 1024
+SITE_DIR = Path(__file__).resolve().parent.parent / "runtime" / "site"
+
+
+def default_out_dir(path: str | os.PathLike[str], run_cfg: dict[str, Any]) -> Path:
+    base = Path(run_cfg.get("out_dir", "out")).expanduser()
+    script, folder = locate_script(path)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", (folder or script).name)[:60] or "run"
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return base / f"run-{stamp}-{name}-{uuid.uuid4().hex[:4]}"
+
+
+def _data_source(
+    cfg: Config, scale: str, data_path: str | None, tokenizer: str | None, vocab_size: int | None,
+) -> tuple[str | None, str | None, int | None]:
+    """(data folder, tokenizer, vocab size): the user's, else the built-in data (harness.data)."""
+    if data_path:
+        tok = tokenizer
+        if tok is None:
+            models = sorted(Path(data_path).expanduser().glob("*.model"))
+            tok = str(models[0].resolve()) if len(models) == 1 else None
+        if tok is not None and not Path(tok).expanduser().is_file():
+            raise BadInput(f"tokenizer not found: {tok}")
+        if vocab_size is None and tok is not None:
+            vocab_size = _tokenizer_vocab(tok)  # VOCAB_SIZE must match it (script defaults vary: 1024, 8192)
+        return data_path, str(Path(tok).expanduser().resolve()) if tok else None, vocab_size
+    if scale == "full":
+        raise BadInput("--scale full needs --data-path (the real FineWeb shards and their tokenizer)")
+    try:
+        from harness.data import ensure_data
+    except ImportError:
+        raise BadInput("no data: pass --data-path (the built-in data, harness.data, is not available)") from None
+    paths = ensure_data(vocab_size=vocab_size or 1024, cache_dir=cfg.get("run", "cache_dir"))
+    tok = tokenizer or (str(paths.tokenizer) if getattr(paths, "tokenizer", None) else None)
+    return str(paths.data_dir), tok, int(getattr(paths, "vocab_size", vocab_size or 1024))
+
+
+def _tokenizer_vocab(path: str) -> int | None:
+    try:
+        import sentencepiece as spm
+
+        return int(spm.SentencePieceProcessor(model_file=str(Path(path).expanduser())).vocab_size())
+    except Exception:  # noqa: BLE001 - not a SentencePiece model: the script will say so
+        return None
+
+
+class _Lines:
+    """Score lines from both streams, with the harness-clock time they arrived; mirrored to the
+    parent ledger as `stdout` events."""
+
+    def __init__(self, ledger: LedgerWriter, t0: float) -> None:
+        self.ledger = ledger
+        self.t0 = t0
+        self.lines: list[tuple[str, float]] = []  # every line carrying val_bpb, arrival order
+        self._lock = threading.Lock()
+
+    def on(self, stream: str) -> Any:
+        def handle(line: str, now: float) -> None:
+            if not carries_score(line):
+                return
+            text = line.rstrip("\r\n")[:2000]
+            self.ledger.emit("stdout", line=text, stream=stream)
+            with self._lock:
+                self.lines.append((text, round(now - self.t0, 6)))
+
+        return handle
+
+    def scores(self) -> list[ScoreLine]:
+        return [s for s in (parse_line(text, t) for text, t in self.lines) if s is not None]
+
+
+def run_submission(
+    path: str | os.PathLike[str],
+    cfg: Config,
+    *,
+    device: str = "cpu",
+    nproc: int = 1,
+    scale: str = "tiny",
+    data_path: str | None = None,
+    tokenizer: str | None = None,
+    vocab_size: int | None = None,
+    python: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    trace: bool = True,
+    val_tokens: int | None = None,
+    val_override: Any = None,
+    keep_workdir: bool = False,
+    score_tag: str | None = None,
+    runtime_extra: dict[str, Any] | None = None,
+) -> RunResult:
+    """Run the submission at `path` (a folder with train_gpt.py, or a script) and report how it went.
+
+    Raises BadInput for unusable input (missing script, data, interpreter); every way the script
+    itself can fail is a RunResult with a reason, never an exception.
+    """
+    if device not in ("cpu", "cuda"):
+        raise BadInput(f"unknown device {device!r} (expected cpu or cuda)")
+    if scale not in SCALES:
+        raise BadInput(f"unknown scale {scale!r} (expected tiny or full)")
+    if nproc < 1:
+        raise BadInput(f"--nproc must be at least 1, got {nproc}")
+    run_cfg = cfg.section("run")
+    locate_script(path)  # bad input before anything is created
+    out = Path(out_dir) if out_dir else default_out_dir(path, run_cfg)
+    out = out.expanduser().resolve()
+    ledger_dir = out / "ledger"
+    ledger_dir.mkdir(parents=True, exist_ok=True)
+    clear_ledger(ledger_dir)
+    exe, pyver = resolve_python(python or run_cfg.get("python"))
+    if val_tokens is None and scale == "tiny":
+        val_tokens = int(run_cfg.get("val_tokens", DEFAULT_VAL_TOKENS))
+    src, tok, vocab = _data_source(cfg, scale, data_path, tokenizer, vocab_size)
+    wd = prepare_workdir(path, run_cfg.get("work_root"))
+    try:
+        served = serve_data(
+            src, wd.data, out, tokenizer=tok, vocab_size=vocab, val_tokens=val_tokens, val_override=val_override,
+        )
+        return _launch(
+            wd, served, cfg, run_cfg, out, ledger_dir, exe, pyver, device=device, nproc=nproc, scale=scale,
+            env=env, timeout=timeout, trace=trace, vocab_for_env=vocab if (scale == "tiny" or vocab_size) else None,
+            keep_workdir=keep_workdir, score_tag=score_tag, runtime_extra=runtime_extra,
+        )
+    finally:
+        if not keep_workdir:
+            wd.remove()
+
+
+def _launch(
+    wd: Workdir, served: Served, cfg: Config, run_cfg: dict[str, Any], out: Path, ledger_dir: Path,
+    exe: str, pyver: str, *, device: str, nproc: int, scale: str, env: dict[str, str] | None,
+    timeout: float | None, trace: bool, vocab_for_env: int | None, keep_workdir: bool, score_tag: str | None,
+    runtime_extra: dict[str, Any] | None,
+) -> RunResult:
+    run_id = f"harness_{uuid.uuid4().hex[:8]}"
+    marker = uuid.uuid4().hex
+    overrides = env_overrides(
+        run_cfg, scale, data_dir=served.data_dir, tokenizer=served.tokenizer_link or served.tokenizer,
+        data_root=served.data_root or None, vocab_size=vocab_for_env,
+        run_id=run_id, device=device, nproc=nproc, user_env=env,
+    )
+    limits = BudgetLimits.from_config(cfg)
+    enforce = scale == "full"
+    if timeout is None:
+        key = "wall_clock_limit_s" if scale == "tiny" else "full_wall_clock_limit_s"
+        default = 300.0 if scale == "tiny" else limits.train_s + limits.eval_s + 600.0
+        timeout = float(run_cfg.get(key, default))
+    soft = int(run_cfg.get("stdout_limit_bytes", 20_000_000))
+    hard = int(run_cfg.get("stdout_kill_bytes", soft * 5))
+    mem = run_cfg.get("memory_limit_mb", 8192)
+    box_limits = sandbox.Limits(
+        memory_mb=int(mem) if (mem and device == "cpu") else None,
+        nofile=int(run_cfg.get("nofile_limit", 4096)),
+        file_size_mb=int(run_cfg.get("file_size_limit_mb", 8192)) or None,
+    )
+    isolate = bool(run_cfg.get("net_namespace", True)) and sandbox.net_isolation_available()
+
+    cmd = [exe, wd.script.name]
+    if nproc > 1:
+        cmd = [exe, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", wd.script.name]
+    # programs the script itself may start: nvidia-smi always (74% of scripts log it), plus the user's
+    allow = sorted({"nvidia-smi", *run_cfg.get("allow_subprocess", [])})
+
+    t0 = time.time()
+    settings = RuntimeSettings(
+        ledger_dir=str(ledger_dir), t0=t0, device=device, bf16_as_fp32=bool(run_cfg.get("bf16_as_fp32", True)),
+        trace=trace, submission_dir=str(wd.work), vocab_size=served.vocab_size, val_glob=VAL_GLOB,
+        train_glob=TRAIN_GLOB,
+        extra={
+            "scale": scale, "nproc": nproc, "data_dir": served.data_root or served.data_dir,
+            "val_tokens": served.val_tokens,
+            "allow_subprocess": allow, "out_dir": str(out), **(runtime_extra or {}),
+        },
+    )
+    pythonpath = [str(SITE_DIR), str(wd.pylib)]
+    if device == "cpu":  # importable flash_attn / flash_attn_interface (SDPA-based) for the CPU shim
+        pythonpath.append(str(wd.pylib / "harness" / "runtime" / "flash_attn_fallback"))
+    child_env = sandbox.scrubbed_env(wd.work, wd.tmp, device=device, pythonpath=pythonpath)
+    user_pp = overrides.pop("PYTHONPATH", None)
+    child_env.update(overrides)
+    if user_pp:
+        child_env["PYTHONPATH"] += os.pathsep + user_pp
+    child_env[ENV_VAR] = settings.to_env()
+    child_env[sandbox.MARKER_ENV] = marker
+
+    parent = LedgerWriter(ledger_dir / PARENT_LEDGER, rank=-1, t0=t0)
+    lines = _Lines(parent, t0)
+    killed: tuple[str, str] | None = None
+    tracker = PhaseTracker()
+    tail = LedgerTail(ledger_dir)
+    clock = BudgetClock(limits)
+    proc = subprocess.Popen(
+        cmd, cwd=wd.work, env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, start_new_session=True, preexec_fn=sandbox.make_preexec(box_limits, isolate),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    pumps = {
+        "stdout": sandbox.OutputPump(proc.stdout, out / "stdout.txt", soft, hard, lines.on("stdout")),
+        "stderr": sandbox.OutputPump(proc.stderr, out / "stderr.txt", soft, hard, lines.on("stderr")),
+    }
+    for p in pumps.values():
+        p.start()
+    try:
+        while True:
+            try:
+                proc.wait(timeout=POLL_S)
+            except subprocess.TimeoutExpired:
+                pass
+            tracker.feed(tail.poll())
+            now = time.time() - t0
+            if proc.returncode is not None:
+                break
+            flooded = next((n for n, p in pumps.items() if p.flooded.is_set()), None)
+            if flooded:
+                killed = ("stdout_flood", f"{flooded} passed {hard} bytes (the hard cap); killed")
+            elif enforce and (over := clock.exceeded(tracker, now)) is not None:
+                killed = over
+            elif now > timeout:
+                killed = ("timeout", f"still running after {timeout:.0f} s (the wall-clock cap); killed")
+            if killed:
+                parent.emit("phase", name="killed", reason=killed[0])
+                sandbox.terminate(proc, marker)
+                break
+    except BaseException:
+        sandbox.terminate(proc, marker)
+        raise
+    finally:
+        exit_t = round(time.time() - t0, 6)
+        sandbox.kill_tree(proc.pid, marker)  # grandchildren that outlived the child
+        for p in pumps.values():
+            p.join(timeout=10)
+        tracker.feed(tail.poll())
+    rc = proc.returncode
+
+    stdout_all = _read_text(out / "stdout.txt") + "\n" + _read_text(out / "stderr.txt")
+    tag = score_tag if score_tag is not None else str(cfg.get("check", "score_tag", "") or "")
+    rep = pick_reported(lines.lines, tag)
+    reason, message = classify(
+        rc, killed, tracker, pumps["stderr"].tail(20000), {wd.script.name}, rep is not None,
+    )
+    if reason == "ok" and rep is not None:
+        message = f"exited 0; reported {rep.tag} val_loss:{rep.val_loss} val_bpb:{rep.val_bpb}"
+    times = script_times(stdout_all, rep)
+
+    reported = None
+    if rep is not None:
+        reported = Reported(rep.tag, rep.val_loss, rep.val_bpb, rep.line, rep.t, rep.eval_time_ms)
+        parent.emit("reported", tag=rep.tag, val_loss=rep.val_loss, val_bpb=rep.val_bpb, line=rep.line, t=rep.t)
+    phases: dict[str, float | None] = {
+        "start": 0.0,
+        "run_start": tracker.run_start,
+        "first_train_read": tracker.first_train_read,
+        "last_train_read": tracker.last_train_read,
+        "artifact_write": tracker.artifact_write,
+        "last_artifact_write": tracker.last_artifact_write,
+        "artifact_read": tracker.artifact_read,
+        "checkpoint_write": tracker.checkpoint_write,
+        "first_val_read": tracker.first_val_read,
+        "reported": rep.t if rep is not None else None,
+        "exit": exit_t,
+        "train_start": tracker.first_train_read if tracker.first_train_read is not None else 0.0,
+        "train_end": tracker.line,
+        "eval_start": tracker.line,
+        "eval_end": exit_t if tracker.line is not None else None,
+    }
+    for name, t in phases.items():
+        if t is not None:
+            parent.emit("phase", name=name, t=t)
+    wall = round(time.time() - t0, 3)
+    parent.emit("run_end", rc=rc, wall_s=wall, reason=reason, message=message)
+    parent.close()
+
+    budgets = summarize_budget(tracker, exit_t, limits, enforce, times)
+    artifacts = _collect_artifacts(tracker, wd, out)
+    traced = trace and bool(tracker.runtime) and all(
+        parts.get("tracer") == "ok" for parts in tracker.runtime.values()
+    )
+    result = RunResult(
+        out_dir=str(out),
+        ledger_dir=str(ledger_dir),
+        rc=rc,
+        reason=reason,
+        message=message,
+        wall_s=wall,
+        stdout_path=str(out / "stdout.txt"),
+        stderr_path=str(out / "stderr.txt"),
+        stdout_tail=pumps["stdout"].tail(4000),
+        reported=reported,
+        phases=phases,
+        script_times=times,
+        env_overrides=overrides,
+        command=cmd,
+        stderr_tail=pumps["stderr"].tail(4000),
+        device=device,
+        nproc=nproc,
+        scale=scale,
+        python=pyver,
+        traced=traced,
+        runtime=tracker.runtime,
+        budgets=budgets,
+        served=served.to_dict(),
+        artifacts=artifacts,
+        net_attempts=tracker.net,
+        subprocesses=tracker.subprocesses,
+        needs_gpu=tracker.needs_gpu,
+        output={n: vars(p.stats) for n, p in pumps.items()},
+        sandbox={"net_isolation": "namespace" if isolate else "hooks", "limits": vars(box_limits),
+                 "timeout_s": timeout, "allow_subprocess": allow},
+        tokenizer=served.tokenizer,
+        vocab_size=served.vocab_size,
+        workdir=str(wd.root) if keep_workdir else None,
+        score_lines=[vars(s) for s in lines.scores()],
+    )
+    atomic_write_text(out / "run.json", result.to_json())
+    return result
+
+
+def _read_text(p: Path) -> str:
+    try:
+        return p.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _collect_artifacts(tracker: PhaseTracker, wd: Workdir, out: Path) -> list[dict[str, Any]]:
+    """Copy what the script wrote as its artifact out of the working copy before it is removed."""
+    found = []
+    for rel, info in sorted(tracker.artifacts.items()):
+        entry = dict(info)
+        src = (wd.work / rel) if not os.path.isabs(rel) else Path(rel)
+        try:
+            size = src.stat().st_size
+        except OSError:
+            entry["copied_to"] = None
+            found.append(entry)
+            continue
+        entry["bytes"] = size
+        if size <= MAX_ARTIFACT_COPY and wd.work in src.resolve().parents:
+            dest = out / "artifacts" / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest)
+            entry["copied_to"] = str(dest)
+        else:
+            entry["copied_to"] = None
+        found.append(entry)
+    return found

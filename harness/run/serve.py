@@ -1,0 +1,162 @@
+"""The data a run is served: training shards (links) and a validation stream the harness chooses.
+
+The served validation stream is what the verdict recomputes bytes per token over: positions in the
+ledger are indexes into it. It is written as one shard in the challenge's format (harness.shards)
+and saved in the out folder as `val_tokens.npy`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import BadInput
+from harness.shards import read_header, read_shard, write_shard
+
+BOS_ID = 1
+TRAIN_GLOB = "fineweb_train_*.bin"
+VAL_GLOB = "fineweb_val_*.bin"
+VAL_SHARD_NAME = "fineweb_val_000000.bin"
+MAX_SAVED_STREAM = 16_000_000  # a longer, untruncated stream is referenced, not copied
+
+
+@dataclass
+class Served:
+    data_dir: str  # DATA_PATH: the shards
+    tokenizer: str | None  # the source SentencePiece model (outlives the run)
+    vocab_size: int | None
+    val_tokens: int  # length of the served validation stream
+    val_tokens_path: str | None  # val_tokens.npy in the out folder (None: see val_files)
+    val_files: list[str] = field(default_factory=list)  # the served validation shard(s)
+    train_files: list[str] = field(default_factory=list)
+    source: str = ""  # where the stream came from: a data folder, "override"
+    truncated: bool = False
+    data_root: str = ""  # DATA_DIR: the challenge repo's layout, datasets/ and tokenizers/ under it
+    tokenizer_link: str | None = None  # TOKENIZER_PATH: the model under data_root/tokenizers/
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def val_shards(data_dir: Path) -> list[Path]:
+    # byte sidecars (fineweb_val_bytes_*.bin) match the glob too; they are not token shards
+    return sorted(p for p in data_dir.glob(VAL_GLOB) if "_bytes_" not in p.name)
+
+
+def cut_whole_documents(stream: np.ndarray, cap: int, bos: int = BOS_ID) -> np.ndarray:
+    """At most `cap` tokens from the start, ending where a document ends when one ends in the
+    second half (documents start with BOS); otherwise exactly `cap` tokens."""
+    if cap <= 0:
+        raise BadInput(f"val_tokens must be positive, got {cap}")
+    if stream.size <= cap:
+        return stream
+    starts = np.flatnonzero(stream[: cap + 1] == bos)
+    starts = starts[starts > 0]
+    if starts.size and starts[-1] >= cap // 2:
+        return stream[: int(starts[-1])]
+    return stream[:cap]
+
+
+def load_override(val_override: Any) -> np.ndarray:
+    if isinstance(val_override, (str, os.PathLike)):
+        p = Path(val_override)
+        if not p.is_file():
+            raise BadInput(f"validation override not found: {p}")
+        if p.suffix == ".npy":
+            try:
+                arr = np.load(p, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise BadInput(f"{p}: not a .npy array ({e})") from None
+        else:
+            arr = read_shard(p)
+    else:
+        arr = np.asarray(val_override)
+    if arr.ndim != 1 or arr.size < 2:
+        raise BadInput("validation override must be a 1-D token array of at least 2 tokens")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise BadInput(f"validation override must hold integer tokens, got {arr.dtype}")
+    if arr.min() < 0 or arr.max() > 65535:
+        raise BadInput("validation override tokens must fit uint16 (0..65535)")
+    return arr.astype("<u2")
+
+
+def serve_data(
+    source_dir: str | os.PathLike[str] | None,
+    root: Path,
+    out_dir: Path,
+    *,
+    tokenizer: str | None,
+    vocab_size: int | None,
+    val_tokens: int | None,
+    val_override: Any = None,
+) -> Served:
+    """Lay out `root` as the challenge repo's data folder (scripts read DATA_PATH, or DATA_DIR with
+    datasets/fineweb10B_sp<V>/ and tokenizers/fineweb_<V>_bpe.model under it): links to the training
+    shards and the tokenizer, and the validation stream to serve."""
+    src = Path(source_dir).expanduser().resolve() if source_dir else None
+    if src is not None and not src.is_dir():
+        raise BadInput(f"data folder not found: {src}")
+    train = sorted(src.glob(TRAIN_GLOB)) if src else []
+    v = vocab_size or 1024
+    dest = root / "datasets" / f"fineweb10B_sp{v}"
+    dest.mkdir(parents=True, exist_ok=True)
+    link = None
+    if tokenizer:
+        (root / "tokenizers").mkdir(parents=True, exist_ok=True)
+        link = root / "tokenizers" / f"fineweb_{v}_bpe.model"
+        os.symlink(Path(tokenizer).resolve(), link)
+    extra = {"data_root": str(root), "tokenizer_link": str(link) if link else None}
+    for t in train:
+        os.symlink(t.resolve(), dest / t.name)
+    served_train = [str(dest / t.name) for t in train]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    npy = out_dir / "val_tokens.npy"
+    if val_override is not None:
+        stream = load_override(val_override)
+        truncated = val_tokens is not None and stream.size > val_tokens
+        if truncated:
+            stream = stream[:val_tokens]
+        source = "override"
+    else:
+        if src is None:
+            raise BadInput("no data folder to serve validation tokens from (pass --data-path)")
+        shards = val_shards(src)
+        if not shards:
+            raise BadInput(f"{src}: no {VAL_GLOB} shards")
+        source = str(src)
+        if val_tokens is None:
+            # full stream, untouched: link the shards; keep a copy only when it is small
+            files = []
+            total = 0
+            for s in shards:
+                os.symlink(s.resolve(), dest / s.name)
+                files.append(str(dest / s.name))
+                total += read_header(s)
+            saved = None
+            if total <= MAX_SAVED_STREAM:
+                np.save(npy, np.concatenate([read_shard(s) for s in shards]))
+                saved = str(npy)
+            return Served(str(dest), tokenizer, vocab_size, total, saved, files, served_train, source, **extra)
+        pieces, have = [], 0
+        for s in shards:
+            arr = read_shard(s)
+            pieces.append(arr)
+            have += arr.size
+            if have > val_tokens:
+                break
+        full = np.concatenate(pieces)
+        stream = cut_whole_documents(full, val_tokens)
+        truncated = stream.size < full.size
+    val_path = dest / VAL_SHARD_NAME
+    write_shard(val_path, stream)
+    np.save(npy, stream)
+    return Served(
+        str(dest), tokenizer, vocab_size, int(stream.size), str(npy), [str(val_path)], served_train,
+        source, truncated, **extra,
+    )
+

@@ -1,0 +1,157 @@
+"""Child-side start of the harness runtime (imported by the injected sitecustomize).
+
+Order: settings from HARNESS_RUNTIME -> context.init -> run_start -> io hooks -> CUDA shim (device
+"cpu") -> tracer (trace) -> the probes' fork server (a probe plan) -> a `phase runtime_ready` event
+saying which parts are active. The parent reads that event: a run whose tracer or io hooks did not
+start is reported as untraced, never as clean.
+
+Process roles:
+- torchrun's launcher (several processes, no RANK yet): not instrumented; it runs no submission code.
+- a worker / the single process: instrumented, ledger file `ledger.rank<R>.jsonl`.
+- a descendant of an instrumented process (an allowed subprocess, a forked worker): instrumented
+  too, but into its own file `ledger.rank<R>.pid<P>.jsonl` so two writers never share one file.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.ledger import LedgerWriter
+from harness.runtime import context
+from harness.runtime.context import RuntimeContext, RuntimeSettings
+
+# Set in the environment by an instrumented process; inherited by its descendants.
+OWNER_ENV = "HARNESS_RUNTIME_OWNER"
+
+_started = False
+
+
+def is_torchrun_launcher(settings: RuntimeSettings, environ: Any = None) -> bool:
+    env = os.environ if environ is None else environ
+    nproc = int(settings.extra.get("nproc", 1) or 1)
+    return nproc > 1 and "LOCAL_RANK" not in env and "TORCHELASTIC_RUN_ID" not in env
+
+
+def _argv() -> list[str]:
+    # sys.argv is not final while site runs (`-m` shows as '-m'); the kernel's copy is.
+    try:
+        raw = Path("/proc/self/cmdline").read_bytes()
+        return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+    except OSError:
+        return list(getattr(sys, "orig_argv", sys.argv))
+
+
+def use_own_ledger(ctx: RuntimeContext) -> None:
+    """Point this process's events at a per-pid file (descendants, forked children)."""
+    old = ctx.ledger
+    path = Path(ctx.settings.ledger_dir) / f"ledger.rank{ctx.rank}.pid{os.getpid()}.jsonl"
+    ctx.ledger = LedgerWriter(path, rank=ctx.rank, t0=ctx.settings.t0)
+    try:
+        old.close()
+    except Exception:  # noqa: BLE001 - a lock held by another thread at fork time
+        pass
+
+
+def _install_optional(module: str, ctx: RuntimeContext) -> str:
+    """Install an optional runtime part; returns 'ok', 'missing' or 'failed: <why>'."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and (e.name == module or module.startswith(e.name + ".")):
+            return "missing"
+        return f"failed: {type(e).__name__}: {e}"
+    except Exception as e:  # noqa: BLE001
+        return f"failed: {type(e).__name__}: {e}"
+    install = getattr(mod, "install", None)
+    if install is None:
+        return "missing"
+    try:
+        install(ctx)
+    except Exception as e:  # noqa: BLE001
+        sys.stderr.write(f"harness runtime: {module}.install failed: {type(e).__name__}: {e}\n")
+        return f"failed: {type(e).__name__}: {e}"
+    return "ok"
+
+
+def main() -> RuntimeContext | None:
+    global _started
+    if _started:
+        return context.get()
+    settings = RuntimeSettings.from_env()
+    if settings is None or is_torchrun_launcher(settings):
+        return None
+    _started = True
+    descendant = bool(os.environ.get(OWNER_ENV))
+    ctx = context.init(settings)
+    if descendant:
+        use_own_ledger(ctx)
+    os.environ[OWNER_ENV] = str(os.getpid())
+    ctx.emit(
+        "run_start",
+        site="",  # "" = no site (None would look one up)
+        argv=_argv(),
+        pid=os.getpid(),
+        ppid=os.getppid(),
+        python=sys.version.split()[0],
+        device=settings.device,
+        scale=settings.extra.get("scale", ""),
+        traced=bool(settings.trace),
+        descendant=descendant,
+    )
+    # registered before the parts install theirs: atexit runs last-in first-out, so the tracer's
+    # final stats event is written before child_exit
+    atexit.register(_at_exit)
+    parts: dict[str, str] = {}
+    try:
+        from harness.runtime import io_hooks
+
+        io_hooks.install(ctx)
+        parts["io_hooks"] = "ok"
+    except Exception as e:  # noqa: BLE001 - reported, never silent
+        sys.stderr.write(f"harness runtime: io hooks failed: {type(e).__name__}: {e}\n")
+        parts["io_hooks"] = f"failed: {type(e).__name__}: {e}"
+    if settings.device == "cpu":
+        parts["shim"] = _install_optional("harness.runtime.shim", ctx)
+    if settings.trace:
+        parts["tracer"] = _install_optional("harness.runtime.tracer", ctx)
+    if settings.extra.get("probe") or os.environ.get("HARNESS_PROBE"):
+        # the probes' fork server wraps the tracer's tag_validation: installed after it
+        parts["forkserver"] = _install_optional("harness.runtime.forkserver", ctx)
+    ctx.emit("phase", site="", name="runtime_ready", parts=parts)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+    return ctx
+
+
+def _after_fork_in_child() -> None:
+    ctx = context.get()
+    if ctx is None:
+        return
+    use_own_ledger(ctx)
+    os.environ[OWNER_ENV] = str(os.getpid())
+    try:
+        from harness.runtime import io_hooks
+
+        io_hooks.after_fork()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _at_exit() -> None:
+    ctx = context.get()
+    if ctx is None:
+        return
+    try:
+        from harness.runtime import io_hooks
+
+        io_hooks.flush()
+        ctx.emit("phase", site="", name="child_exit", pid=os.getpid())
+        # the ledger stays open: every event is flushed, and late writers (threads, other atexit
+        # handlers) must not hit a closed file
+    except Exception:  # noqa: BLE001 - interpreter shutdown
+        pass

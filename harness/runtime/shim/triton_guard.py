@@ -1,0 +1,256 @@
+"""Triton on a CPU run.
+
+- `import triton` inside a try/except that catches ImportError (the script has a fallback): triton is
+  hidden (ModuleNotFoundError), so the script takes its own CPU-capable path, installed triton or not.
+- an unguarded import: the script gets triton (the installed one, or else a stub package whose decorators
+  work at definition time), and the first kernel *launch* ends the run: `needs GPU: Triton kernel <name>`.
+- `importlib.util.find_spec("triton")` probes see the truth (None when triton is not installed).
+- TRITON_INTERPRET=1 in the environment (the user asks for Triton's CPU interpreter): installed triton is
+  left alone.
+
+Whether an import is guarded is read from the source of the importing frames (ast); code without source
+(exec of a decompressed string) counts as unguarded.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.machinery
+import linecache
+import os
+import sys
+from types import FrameType, ModuleType
+from typing import Any
+
+from harness.runtime.shim import state
+from harness.runtime.shim.importhook import PostImportFinder
+
+_CATCHES_IMPORT = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+# the harness's own frames (the shim, the bootstrap that runs the script) never count as a guard
+_HARNESS_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
+
+
+def install(finder: PostImportFinder) -> None:
+    def handler(fullname: str, path: Any, target: Any) -> Any:
+        top = sys.modules.get("triton")
+        if fullname != "triton":
+            if top is not None and getattr(top, "__harness_stub__", False):
+                return importlib.machinery.ModuleSpec(fullname, _StubLoader(), is_package=True)
+            return finder.find_other(fullname, path, target)
+        if _is_probe():
+            return finder.find_other(fullname, path, target)
+        if _import_guarded():
+            raise ModuleNotFoundError(
+                "No module named 'triton' (hidden by the harness CPU shim: the script's fallback runs)",
+                name="triton",
+            )
+        spec = finder.find_other(fullname, path, target)
+        if spec is None:
+            return importlib.machinery.ModuleSpec("triton", _StubLoader(), is_package=True)
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            return spec
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            from harness.runtime.shim.importhook import _AfterLoader
+
+            finder._callbacks.setdefault("triton", []).append(guard_launches)
+            spec.loader = _AfterLoader(spec.loader, finder, "triton")
+        return spec
+
+    finder.handle("triton", handler, submodules=True)
+    state.note("triton guard")
+
+
+# deciding ---------------------------------------------------------------------------------------
+def _caller_frames() -> list[FrameType]:
+    """Frames outside the import machinery, runpy and the harness, innermost first."""
+    out = []
+    f: FrameType | None = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not (fn.startswith("<frozen ") or fn.startswith(_HARNESS_DIR)
+                or fn.endswith(os.sep + "importlib" + os.sep + "__init__.py")
+                or fn.endswith(os.sep + "runpy.py")):
+            out.append(f)
+        f = f.f_back
+    return out
+
+
+def _is_probe() -> bool:
+    """importlib.util.find_spec (frozen in 3.11+, a file in other builds) is on the stack."""
+    f: FrameType | None = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if f.f_code.co_name == "find_spec" and (
+            fn == "<frozen importlib.util>" or fn.endswith(os.sep + "importlib" + os.sep + "util.py")
+        ):
+            return True
+        f = f.f_back
+    return False
+
+
+def _import_guarded() -> bool:
+    """True when some running frame executes the import inside a try that catches ImportError."""
+    for f in _caller_frames():
+        if _line_in_guarding_try(f.f_code.co_filename, f.f_lineno):
+            return True
+    return False
+
+
+_TREES: dict[str, list[tuple[int, int]] | None] = {}
+
+
+def _line_in_guarding_try(filename: str, lineno: int | None) -> bool:
+    if lineno is None:
+        return False
+    spans = _TREES.get(filename, ())
+    if spans == ():
+        spans = _guarded_spans(filename)
+        _TREES[filename] = spans
+    return bool(spans) and any(lo <= lineno <= hi for lo, hi in spans)  # type: ignore[union-attr]
+
+
+def _guarded_spans(filename: str) -> list[tuple[int, int]] | None:
+    """Line spans of the bodies of try statements whose handlers catch ImportError."""
+    lines = linecache.getlines(filename)
+    if not lines:
+        return None
+    try:
+        tree = ast.parse("".join(lines), filename)
+    except (SyntaxError, ValueError):
+        return None
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Try, getattr(ast, "TryStar", ast.Try))) and any(
+            _catches_import(h.type) for h in node.handlers
+        ) and node.body:
+            spans.append((node.body[0].lineno, max(s.end_lineno or s.lineno for s in node.body)))
+    return spans
+
+
+def _catches_import(t: ast.expr | None) -> bool:
+    if t is None:
+        return True
+    if isinstance(t, ast.Tuple):
+        return any(_catches_import(e) for e in t.elts)
+    name = t.attr if isinstance(t, ast.Attribute) else getattr(t, "id", None)
+    return name in _CATCHES_IMPORT
+
+
+# launches ---------------------------------------------------------------------------------------
+def _launch_blocked(kernel: Any) -> Any:
+    name = getattr(kernel, "__name__", None) or getattr(getattr(kernel, "fn", None), "__name__", None) \
+        or type(kernel).__name__
+    state.needs_gpu(f"Triton kernel {name} launch")
+
+
+def guard_launches(triton: ModuleType) -> None:
+    """Installed (or script-supplied) triton: a kernel launch needs a GPU."""
+    jit_mod = sys.modules.get("triton.runtime.jit")
+    ki = getattr(jit_mod, "KernelInterface", None) if jit_mod else None
+    if ki is not None:
+        ki.__getitem__ = lambda self, grid: (lambda *a, **k: _launch_blocked(self))
+        ki.run = lambda self, *a, **k: _launch_blocked(self)
+        state.note("triton launches")
+        return
+    # a triton without KernelInterface (a stand-in on sys.path): wrap what its decorators return
+    for name in ("jit", "autotune", "heuristics"):
+        deco = getattr(triton, name, None)
+        if callable(deco):
+            setattr(triton, name, _guarding_decorator(deco))
+    state.note("triton launches (decorators)")
+
+
+def _guarding_decorator(deco: Any) -> Any:
+    def guard(obj: Any) -> Any:
+        return obj if isinstance(obj, GuardedKernel) else GuardedKernel(obj)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if len(args) == 1 and not kwargs and callable(args[0]) and not isinstance(args[0], (list, dict)):
+            return guard(deco(args[0]))  # @triton.jit
+        inner = deco(*args, **kwargs)  # @triton.jit(...) / @triton.autotune(configs=..., key=...)
+        if callable(inner):
+            return lambda fn: guard(inner(fn.wrapped if isinstance(fn, GuardedKernel) else fn))
+        return inner
+
+    return wrapper
+
+
+class GuardedKernel:
+    """A Triton kernel object whose launch (kernel[grid](...), kernel.run(...), kernel(...)) needs a GPU."""
+
+    def __init__(self, wrapped: Any) -> None:
+        self.wrapped = wrapped
+        self.__name__ = getattr(wrapped, "__name__", None) or getattr(
+            getattr(wrapped, "fn", None), "__name__", "kernel"
+        )
+
+    def __getitem__(self, grid: Any) -> Any:
+        return lambda *a, **k: _launch_blocked(self)
+
+    def run(self, *a: Any, **k: Any) -> Any:
+        _launch_blocked(self)
+
+    def __call__(self, *a: Any, **k: Any) -> Any:
+        _launch_blocked(self)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+# the stub package (no triton installed, unguarded import) ----------------------------------------
+class _Anything:
+    """Stands for any triton attribute at definition time (tl.constexpr, tl.float32, triton.Config ...)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, name: str) -> "_Anything":
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Anything(f"{self._name}.{name}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _Anything(f"{self._name}()")
+
+    def __getitem__(self, item: Any) -> "_Anything":
+        return self
+
+    def __repr__(self) -> str:
+        return f"<triton stub {self._name}>"
+
+    def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[type, ...]:
+        return (object,)
+
+
+def _stub_decorator(*args: Any, **kwargs: Any) -> Any:
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return args[0] if isinstance(args[0], GuardedKernel) else GuardedKernel(args[0])
+    return lambda fn: fn if isinstance(fn, GuardedKernel) else GuardedKernel(fn)
+
+
+class _StubLoader:
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        mod = _StubModule(spec.name)
+        mod.__path__ = []  # a package: triton.language, triton.runtime ... resolve to stubs too
+        mod.__harness_stub__ = True
+        if spec.name == "triton":
+            mod.__version__ = "0.0+harness.cpu.stub"
+            mod.jit = _stub_decorator
+            mod.autotune = _stub_decorator
+            mod.heuristics = _stub_decorator
+            mod.Config = _Anything("triton.Config")
+            mod.cdiv = lambda a, b: -(-a // b)
+            mod.next_power_of_2 = lambda n: 1 << max(int(n) - 1, 0).bit_length()
+        return mod
+
+    def exec_module(self, module: ModuleType) -> None:
+        parent, _, child = module.__name__.rpartition(".")
+        if parent and parent in sys.modules:
+            setattr(sys.modules[parent], child, module)
+
+
+class _StubModule(ModuleType):
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Anything(f"{self.__name__}.{name}")

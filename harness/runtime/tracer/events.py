@@ -1,0 +1,108 @@
+"""The tracer's ledger events: score, combine, consume, update, stats (fields as in harness.ledger).
+
+- score   sid, pos, nll, dep, grad, op     parallel lists, one event per op call (split at CHUNK)
+- combine pos, sids, op                   sids: [sid_a, sid_b] pairs, parallel to pos
+- consume sids, value, op, numel          sids sorted; value: the number that left (a sum for
+                                          several elements); numel: how many elements it was
+- update  lo, hi, target, op, n           one event per disjoint interval of the written
+                                          elements' positions (at most MAX_INTERVALS; closer
+                                          intervals are merged, which only widens)
+- stats   unruled_ops, escapes, traced_ops, plus rule_counts, fast_ops, coarse, ...
+
+Inside an optimizer step (between its pre and post hooks) update events are coalesced per
+(target, op, site) and written when the step ends, one set of merged intervals each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+CHUNK = 4096
+MAX_INTERVALS = 32
+
+
+def merge_intervals(lo: np.ndarray, hi: np.ndarray, cap: int = MAX_INTERVALS) -> list[tuple[int, int, int]]:
+    """Disjoint (lo, hi, count) covering every traced (hi >= 0) interval; at most ``cap``."""
+    lo = np.asarray(lo).ravel()
+    hi = np.asarray(hi).ravel()
+    m = hi >= 0
+    if not m.any():
+        return []
+    lo = lo[m].astype(np.int64)
+    hi = hi[m].astype(np.int64)
+    if lo.min() == lo.max() and hi.min() == hi.max():
+        return [(int(lo[0]), int(hi[0]), int(lo.size))]
+    order = np.argsort(lo, kind="stable")
+    lo, hi = lo[order], hi[order]
+    run = np.maximum.accumulate(hi)
+    breaks = np.nonzero(lo[1:] > run[:-1] + 1)[0]
+    starts = np.concatenate([[0], breaks + 1])
+    ends = np.concatenate([breaks, [lo.size - 1]])
+    segs = [[int(lo[s]), int(run[e]), int(e - s + 1)] for s, e in zip(starts.tolist(), ends.tolist())]
+    while len(segs) > cap:  # close the smallest gap: widening is the safe direction
+        gaps = [segs[i + 1][0] - segs[i][1] for i in range(len(segs) - 1)]
+        i = int(np.argmin(gaps))
+        a, b = segs[i], segs.pop(i + 1)
+        segs[i] = [a[0], max(a[1], b[1]), a[2] + b[2]]
+    return [tuple(s) for s in segs]  # type: ignore[misc]
+
+
+class Emitter:
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self._step_depth = 0
+        self._pending: dict[tuple[str, str, str | None], list[tuple[int, int, int]]] = {}
+        self.counts: dict[str, int] = {"score": 0, "combine": 0, "consume": 0, "update": 0}
+
+    def _emit(self, kind: str, site: str | None, **fields: Any) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.ctx.emit(kind, site=site if site is not None else "", **fields)
+
+    def score(self, sids: np.ndarray, pos: np.ndarray, nll: np.ndarray, dep: np.ndarray, grad: bool, op: str,
+              site: str | None) -> None:
+        sids, pos, nll, dep = (np.asarray(x).ravel() for x in (sids, pos, nll, dep))
+        for s in range(0, sids.size, CHUNK):
+            sl = slice(s, s + CHUNK)
+            self._emit(
+                "score", site, sid=sids[sl].tolist(), pos=pos[sl].tolist(),
+                nll=[float(x) for x in nll[sl].astype(np.float64)], dep=dep[sl].tolist(), grad=bool(grad), op=op,
+            )
+
+    def combine(self, triples: list[tuple[int, int, int]], op: str, site: str | None) -> None:
+        for s in range(0, len(triples), CHUNK):
+            part = triples[s : s + CHUNK]
+            self._emit("combine", site, pos=[t[0] for t in part], sids=[[t[1], t[2]] for t in part], op=op)
+
+    def consume(self, sids: np.ndarray, value: Any, op: str, numel: int, site: str | None) -> None:
+        self._emit("consume", site, sids=np.asarray(sids).tolist(), value=value, op=op, numel=int(numel))
+
+    def update(self, lo: np.ndarray, hi: np.ndarray, target: str, op: str, site: str | None) -> list[tuple[int, int, int]]:
+        segs = merge_intervals(lo, hi)
+        if not segs:
+            return segs
+        if self._step_depth:
+            self._pending.setdefault((target, op, site), []).extend(segs)
+            return segs
+        for a, b, n in segs:
+            self._emit("update", site, lo=a, hi=b, target=target, op=op, n=n)
+        return segs
+
+    def begin_step(self) -> None:
+        self._step_depth += 1
+
+    def end_step(self) -> None:
+        self._step_depth = max(0, self._step_depth - 1)
+        if self._step_depth:
+            return
+        pending, self._pending = self._pending, {}
+        for (target, op, site), segs in pending.items():
+            lo = np.array([s[0] for s in segs])
+            hi = np.array([s[1] for s in segs])
+            for a, b, _ in merge_intervals(lo, hi):
+                cnt = sum(s[2] for s in segs if s[0] >= a and s[1] <= b)
+                self._emit("update", site, lo=a, hi=b, target=target, op=op, n=cnt)
+
+    def stats(self, fields: dict[str, Any]) -> None:
+        self.ctx.emit("stats", site="", **fields)

@@ -1,0 +1,370 @@
+"""Per-memory-block provenance: which validation positions each stored element depends on.
+
+A memory block is a torch ``UntypedStorage`` or the root ``ndarray`` of a numpy view chain (a numpy
+array whose memory belongs to a torch tensor resolves to that tensor's storage, so ``t.numpy()``
+shares provenance with ``t``). For a traced block we keep, per element:
+
+- ``lo``/``hi`` (int32): the interval hull of the validation positions the value depends on;
+  empty is ``lo = E_LO, hi = E_HI`` so that union is (min lo, max hi);
+- ``sid`` (int64, allocated on demand): the score-id channel (``NO_SID``, a score id >= 0, or a bag
+  reference <= -2, see ``scores.py``).
+
+A tensor's (or array's) provenance is a strided view of its block's arrays with the tensor's
+shape, strides and offset, so every view op is exact for free and in-place writes through views
+update the base. Blocks are keyed by ``id(owner)``; a ``weakref.finalize`` drops the entry when
+the owner dies (torch keeps a storage's Python object alive as long as the storage lives).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+E_LO = np.int32(np.iinfo(np.int32).max)
+E_HI = np.int32(-1)
+NO_SID = np.int64(-1)
+
+
+class Prov(NamedTuple):
+    """Provenance of one tensor/array: three arrays of its shape (views or fresh, maybe read-only)."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    sid: np.ndarray | None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.lo.shape
+
+    def traced(self) -> bool:
+        return bool(self.hi.size and self.hi.max() >= 0)
+
+    def has_sid(self) -> bool:
+        return self.sid is not None and bool(self.sid.size) and bool((self.sid != NO_SID).any())
+
+
+def empty_prov(shape: tuple[int, ...]) -> Prov:
+    return Prov(np.full(shape, E_LO, np.int32), np.full(shape, E_HI, np.int32), None)
+
+
+def const_prov(shape: tuple[int, ...], lo: int, hi: int) -> Prov:
+    """One interval broadcast to a shape (read-only)."""
+    return Prov(
+        np.broadcast_to(np.int32(lo), shape), np.broadcast_to(np.int32(hi), shape), None
+    )
+
+
+def hull(p: Prov | None) -> tuple[int, int]:
+    """(lo, hi) union of every element; (E_LO, E_HI) if untraced."""
+    if p is None or p.hi.size == 0:
+        return int(E_LO), int(E_HI)
+    hi = int(p.hi.max())
+    if hi < 0:
+        return int(E_LO), int(E_HI)
+    return int(p.lo.min()), hi
+
+
+def union_into(acc_lo: np.ndarray, acc_hi: np.ndarray, p: Prov) -> None:
+    np.minimum(acc_lo, p.lo, out=acc_lo)
+    np.maximum(acc_hi, p.hi, out=acc_hi)
+
+
+def broadcast(p: Prov, shape: tuple[int, ...]) -> Prov:
+    sid = None if p.sid is None else np.broadcast_to(p.sid, shape)
+    return Prov(np.broadcast_to(p.lo, shape), np.broadcast_to(p.hi, shape), sid)
+
+
+class Entry:
+    """The provenance arrays of one memory block, in elements of ``itemsize`` bytes."""
+
+    __slots__ = ("lo", "hi", "sid", "itemsize")
+
+    def __init__(self, n: int, itemsize: int) -> None:
+        self.lo = np.full(max(n, 1), E_LO, np.int32)
+        self.hi = np.full(max(n, 1), E_HI, np.int32)
+        self.sid: np.ndarray | None = None
+        self.itemsize = itemsize
+
+    def grow(self, n: int) -> None:
+        if n <= self.lo.size:
+            return
+        extra = n - self.lo.size
+        self.lo = np.concatenate([self.lo, np.full(extra, E_LO, np.int32)])
+        self.hi = np.concatenate([self.hi, np.full(extra, E_HI, np.int32)])
+        if self.sid is not None:
+            self.sid = np.concatenate([self.sid, np.full(extra, NO_SID, np.int64)])
+
+    def ensure_sid(self) -> np.ndarray:
+        if self.sid is None:
+            self.sid = np.full(self.lo.size, NO_SID, np.int64)
+        return self.sid
+
+
+@dataclass
+class Meta:
+    """Untraced facts about a block: registered role, birth epoch, distribution mark."""
+
+    kind: str | None = None  # param | buffer | optimizer_state
+    birth: int | None = None  # score epoch when a factory/constructor created it
+    mark: tuple[str, int] | None = None  # ("logp" | "prob", row length) of a softmax output
+
+
+class Loc(NamedTuple):
+    """Where a tensor/array lives inside its block (element units of its own itemsize)."""
+
+    key: int
+    owner: Any
+    offset: int  # in elements of ``itemsize``; may be negative only transiently for numpy
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    itemsize: int
+    n_owner: int  # block size in elements of ``itemsize``
+
+
+def _strided(arr: np.ndarray, offset: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    isz = arr.itemsize
+    return np.ndarray(shape, arr.dtype, buffer=arr, offset=offset * isz, strides=tuple(s * isz for s in strides))
+
+
+def _extent(offset: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, int]:
+    """First and one-past-last element index touched (in units of the view's itemsize)."""
+    if any(s == 0 for s in shape):
+        return offset, offset
+    lo = offset + sum((n - 1) * s for n, s in zip(shape, strides) if s < 0)
+    hi = offset + sum((n - 1) * s for n, s in zip(shape, strides) if s > 0) + 1
+    return lo, hi
+
+
+class Store:
+    """All traced blocks and their metadata, keyed by id(owner)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[int, Entry] = {}
+        self.metas: dict[int, Meta] = {}
+        self._finalizers: dict[int, weakref.finalize] = {}
+        self.coarse_views = 0  # reads/writes through a view whose itemsize differs from the block's
+
+    # -- keys and lifetime -------------------------------------------------------------------------
+    def _track(self, owner: Any) -> int:
+        key = id(owner)
+        if key not in self._finalizers:
+            self._finalizers[key] = weakref.finalize(owner, self._drop, key)
+        return key
+
+    def _drop(self, key: int) -> None:
+        self.entries.pop(key, None)
+        self.metas.pop(key, None)
+        self._finalizers.pop(key, None)
+
+    def clear(self) -> None:
+        for f in list(self._finalizers.values()):
+            f.detach()
+        self._finalizers.clear()
+        self.entries.clear()
+        self.metas.clear()
+
+    def meta(self, owner: Any, create: bool = True) -> Meta | None:
+        key = id(owner)
+        m = self.metas.get(key)
+        if m is None and create:
+            self._track(owner)
+            m = self.metas[key] = Meta()
+        return m
+
+    # -- locating ------------------------------------------------------------------------------------
+    @staticmethod
+    def tensor_owner(t: torch.Tensor) -> Any | None:
+        try:
+            return t.untyped_storage()
+        except (RuntimeError, NotImplementedError, TypeError):
+            return None  # sparse, nested, meta without storage
+
+    def locate_tensor(self, t: torch.Tensor) -> Loc | None:
+        owner = self.tensor_owner(t)
+        if owner is None:
+            return None
+        isz = t.element_size()
+        return Loc(id(owner), owner, t.storage_offset(), tuple(t.shape), tuple(t.stride()), isz, owner.nbytes() // isz)
+
+    @staticmethod
+    def array_root(a: np.ndarray) -> tuple[Any, int, int]:
+        """(owner, owner's first byte address, owner size in bytes) of a numpy array's memory."""
+        b = a
+        while isinstance(b.base, np.ndarray):
+            b = b.base
+        if isinstance(b.base, torch.Tensor):
+            st = b.base.untyped_storage()
+            return st, st.data_ptr(), st.nbytes()
+        ptr = b.__array_interface__["data"][0]
+        if b.size == 0:
+            return b, ptr, 0
+        # a root may itself be strided over foreign memory: its byte extent, not nbytes
+        lo_b = sum((n - 1) * s for n, s in zip(b.shape, b.strides) if s < 0)
+        hi_b = sum((n - 1) * s for n, s in zip(b.shape, b.strides) if s > 0) + b.itemsize
+        return b, ptr + lo_b, hi_b - lo_b
+
+    def locate_array(self, a: np.ndarray) -> Loc | None:
+        owner, base_ptr, nbytes = self.array_root(a)
+        isz = a.itemsize
+        if isz == 0:
+            return None
+        off_b = a.__array_interface__["data"][0] - base_ptr
+        if off_b % isz or any(s % isz for s in a.strides):
+            # misaligned view: express it in bytes so the mismatch path handles it
+            return Loc(id(owner), owner, off_b, tuple(a.shape), tuple(a.strides), 1, nbytes)
+        return Loc(id(owner), owner, off_b // isz, tuple(a.shape), tuple(s // isz for s in a.strides), isz, nbytes // isz)
+
+    def has_entry(self, owner: Any) -> bool:
+        return id(owner) in self.entries
+
+    # -- reading -------------------------------------------------------------------------------------
+    def read(self, loc: Loc | None) -> Prov | None:
+        """The provenance views of a located tensor/array, or None when its block is untraced."""
+        if loc is None:
+            return None
+        e = self.entries.get(loc.key)
+        if e is None:
+            return None
+        if e.itemsize != loc.itemsize:
+            return self._read_mismatch(e, loc)
+        lo_i, hi_i = _extent(loc.offset, loc.shape, loc.strides)
+        if lo_i < 0:
+            return self._read_mismatch(e, loc)
+        if hi_i > e.lo.size:
+            e.grow(hi_i)
+        lo = _strided(e.lo, loc.offset, loc.shape, loc.strides)
+        hi = _strided(e.hi, loc.offset, loc.shape, loc.strides)
+        sid = None if e.sid is None else _strided(e.sid, loc.offset, loc.shape, loc.strides)
+        return Prov(lo, hi, sid)
+
+    def _byte_cover(self, e: Entry, loc: Loc) -> tuple[np.ndarray, np.ndarray]:
+        """For each view element: first and last block element its bytes cover (view shape)."""
+        idx = np.zeros(loc.shape, np.int64)
+        for d, (n, s) in enumerate(zip(loc.shape, loc.strides)):
+            shp = [1] * len(loc.shape)
+            shp[d] = n
+            idx = idx + (np.arange(n, dtype=np.int64) * s).reshape(shp)
+        first_b = (idx + loc.offset) * loc.itemsize
+        first = first_b // e.itemsize
+        last = (first_b + loc.itemsize - 1) // e.itemsize
+        need = int(last.max()) + 1 if last.size else 0
+        if need > e.lo.size:
+            e.grow(need)
+        return first, last
+
+    def _read_mismatch(self, e: Entry, loc: Loc) -> Prov:
+        self.coarse_views += 1
+        first, last = self._byte_cover(e, loc)
+        lo = e.lo[first].copy()
+        hi = e.hi[first].copy()
+        span = int((last - first).max()) if last.size else 0
+        for k in range(1, span + 1):
+            j = np.minimum(first + k, last)
+            np.minimum(lo, e.lo[j], out=lo)
+            np.maximum(hi, e.hi[j], out=hi)
+        sid = None
+        if e.sid is not None:
+            sid = e.sid[first].copy()  # score ids never straddle elements in practice
+        return Prov(lo, hi, sid)
+
+    # -- writing -------------------------------------------------------------------------------------
+    def write(self, loc: Loc | None, p: Prov | None) -> None:
+        """Overwrite the located elements' provenance with ``p`` (None = untraced)."""
+        if loc is None:
+            return
+        e = self.entries.get(loc.key)
+        if e is None:
+            if p is None or not (p.traced() or p.has_sid()):
+                return
+            self._track(loc.owner)
+            e = self.entries[loc.key] = Entry(loc.n_owner, loc.itemsize)
+        if e.itemsize != loc.itemsize or _extent(loc.offset, loc.shape, loc.strides)[0] < 0:
+            self._write_mismatch(e, loc, p)
+            return
+        hi_i = _extent(loc.offset, loc.shape, loc.strides)[1]
+        if hi_i > e.lo.size:
+            e.grow(hi_i)
+        lo = _strided(e.lo, loc.offset, loc.shape, loc.strides)
+        hi = _strided(e.hi, loc.offset, loc.shape, loc.strides)
+        if p is None:
+            lo[...] = E_LO
+            hi[...] = E_HI
+            if e.sid is not None:
+                _strided(e.sid, loc.offset, loc.shape, loc.strides)[...] = NO_SID
+            return
+        lo[...] = p.lo
+        hi[...] = p.hi
+        if p.sid is not None and p.has_sid():
+            _strided(e.ensure_sid(), loc.offset, loc.shape, loc.strides)[...] = p.sid
+        elif e.sid is not None:
+            _strided(e.sid, loc.offset, loc.shape, loc.strides)[...] = NO_SID
+
+    def _write_mismatch(self, e: Entry, loc: Loc, p: Prov | None) -> None:
+        self.coarse_views += 1
+        first, last = self._byte_cover(e, loc)
+        if p is None:
+            if loc.itemsize >= e.itemsize:  # whole block elements overwritten
+                for k in range(int((last - first).max()) + 1 if last.size else 0):
+                    j = np.minimum(first + k, last)
+                    e.lo[j] = E_LO
+                    e.hi[j] = E_HI
+            return
+        plo = np.broadcast_to(p.lo, loc.shape)
+        phi = np.broadcast_to(p.hi, loc.shape)
+        span = int((last - first).max()) if last.size else 0
+        for k in range(span + 1):
+            j = np.minimum(first + k, last).ravel()
+            if loc.itemsize >= e.itemsize:
+                e.lo[j] = E_LO
+                e.hi[j] = E_HI
+            np.minimum.at(e.lo, j, plo.ravel())
+            np.maximum.at(e.hi, j, phi.ravel())
+        if p.sid is not None and p.has_sid():
+            e.ensure_sid()[first.ravel()] = np.broadcast_to(p.sid, loc.shape).ravel()
+
+    def write_elements(self, key_owner: Any, n_owner: int, itemsize: int, idx: np.ndarray, p: Prov,
+                       accumulate: bool) -> None:
+        """Indexed write into a block: ``idx`` are block element indices (duplicates allowed).
+
+        Assignment resets the targets first; duplicates then take the union of what was written
+        to them (conservative where the real write keeps only one of them).
+        """
+        e = self.entries.get(id(key_owner))
+        if e is None:
+            if not (p.traced() or p.has_sid()):
+                return
+            self._track(key_owner)
+            e = self.entries[id(key_owner)] = Entry(n_owner, itemsize)
+        idx = idx.ravel()
+        if idx.size and int(idx.max()) >= e.lo.size:
+            e.grow(int(idx.max()) + 1)
+        lo = np.broadcast_to(p.lo, idx.shape) if p.lo.size == idx.size or p.lo.ndim == 0 else p.lo.ravel()
+        hi = np.broadcast_to(p.hi, idx.shape) if p.hi.size == idx.size or p.hi.ndim == 0 else p.hi.ravel()
+        lo = np.ascontiguousarray(lo).ravel()
+        hi = np.ascontiguousarray(hi).ravel()
+        if not accumulate:
+            e.lo[idx] = E_LO
+            e.hi[idx] = E_HI
+        np.minimum.at(e.lo, idx, lo)
+        np.maximum.at(e.hi, idx, hi)
+        if p.sid is not None and p.has_sid():
+            sid = np.ascontiguousarray(np.broadcast_to(p.sid, p.lo.shape)).ravel()
+            e.ensure_sid()[idx] = sid
+        elif e.sid is not None and not accumulate:
+            e.sid[idx] = NO_SID
+
+    def entry_for(self, loc: Loc) -> Entry | None:
+        return self.entries.get(loc.key)
+
+    def offsets(self, loc: Loc) -> np.ndarray:
+        """Block element index of every element of a located view (its shape)."""
+        idx = np.full(loc.shape, loc.offset, np.int64)
+        for d, (n, s) in enumerate(zip(loc.shape, loc.strides)):
+            shp = [1] * len(loc.shape)
+            shp[d] = n
+            idx = idx + (np.arange(n, dtype=np.int64) * s).reshape(shp)
+        return idx

@@ -1,0 +1,282 @@
+"""The tracer's shared state: provenance store, score book, emitter, counters, helpers.
+
+One ``Tracer`` per process (``install`` creates it). Torch rules, numpy rules and the Python-level
+patches all go through it, under one re-entrant lock (loader threads trace too).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from harness.runtime.tracer import provenance as pv
+from harness.runtime.tracer.events import Emitter
+from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Prov, Store
+from harness.runtime.tracer.scores import ScoreBook
+
+STATS_EVERY = 200_000  # traced ops between periodic stats events
+
+_ORIG_NUMPY = torch.Tensor.numpy  # saved before any patch: internal value reads must not re-enter
+
+
+def vocab_from(ctx: Any) -> int | None:
+    v = getattr(ctx.settings, "vocab_size", None)
+    if v:
+        return int(v)
+    try:
+        env = int(os.environ.get("VOCAB_SIZE", "0") or 0)
+    except ValueError:
+        env = 0
+    return env or None
+
+
+class Tracer:
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.store = Store()
+        self.book = ScoreBook()
+        self.emitter = Emitter(ctx)
+        self.lock = threading.RLock()
+        self.tls = threading.local()
+        self.epoch = 0  # number of score events so far: "born before the last score" = persistent
+        self.vocab = vocab_from(ctx)
+        self.traced_ops = 0
+        self.fast_ops = 0
+        self.rule_counts: Counter[str] = Counter()
+        self.unruled: Counter[str] = Counter()
+        self.coarse: Counter[str] = Counter()
+        self.escapes = 0
+        self.escape_ops: Counter[str] = Counter()
+        self.imprecise_targets = 0
+        self._next_stats = STATS_EVERY
+        self.step_updated: set[int] = set()
+
+    # -- re-entrancy ---------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return getattr(self.tls, "busy", False)
+
+    def internal(self) -> "_Internal":
+        """Context for the tracer's own torch work: the dispatch mode lets it through untraced."""
+        return _Internal(self)
+
+    def site(self) -> str | None:
+        return self.ctx.site()
+
+    # -- provenance access ---------------------------------------------------------------------------
+    def tprov(self, t: Any) -> Prov | None:
+        if not isinstance(t, torch.Tensor):
+            return None
+        return self.store.read(self.store.locate_tensor(t))
+
+    def aprov(self, a: Any) -> Prov | None:
+        """Provenance of a numpy array (root-keyed), including 'derived by an unruled method' marks."""
+        if not isinstance(a, np.ndarray):
+            return None
+        p = self.store.read(self.store.locate_array(a))
+        if p is None:
+            src = getattr(a, "_tr_src", None)
+            if src is not None:
+                sp = self.aprov(src)
+                if sp is not None:
+                    self.coarse["numpy:unruled-method"] += 1
+                    lo, hi = pv.hull(sp)
+                    sid = self.bag_of(sp.sid)
+                    p = Prov(
+                        np.broadcast_to(np.int32(lo), a.shape), np.broadcast_to(np.int32(hi), a.shape),
+                        None if sid == NO_SID else np.broadcast_to(np.int64(sid), a.shape),
+                    )
+        return p
+
+    def prov(self, x: Any) -> Prov | None:
+        if isinstance(x, torch.Tensor):
+            return self.tprov(x)
+        if isinstance(x, np.ndarray):
+            return self.aprov(x)
+        return None
+
+    def traced_tensor(self, t: Any) -> bool:
+        if not isinstance(t, torch.Tensor):
+            return False
+        owner = self.store.tensor_owner(t)
+        return owner is not None and id(owner) in self.store.entries
+
+    # -- unions --------------------------------------------------------------------------------------
+    def union(self, provs: Iterable[Prov | None], shape: tuple[int, ...], op: str) -> Prov | None:
+        """Elementwise union of provenances broadcast to ``shape``; sid channels merged (combines emitted)."""
+        ps = [p for p in provs if p is not None]
+        if not ps:
+            return None
+        lo = np.full(shape, E_LO, np.int32)
+        hi = np.full(shape, E_HI, np.int32)
+        for p in ps:
+            np.minimum(lo, p.lo, out=lo)
+            np.maximum(hi, p.hi, out=hi)
+        sid = self.merge_sids([p.sid for p in ps], shape, op)
+        return Prov(lo, hi, sid)
+
+    def merge_sids(self, sids: list[np.ndarray | None], shape: tuple[int, ...], op: str) -> np.ndarray | None:
+        chans = [np.broadcast_to(s, shape) for s in sids if s is not None and (s != NO_SID).any()]
+        if not chans:
+            return None
+        if len(chans) == 1:
+            return np.array(chans[0], np.int64)
+        out, combos = self.book.merge(chans)
+        if combos:
+            self.emitter.combine(combos, op, self.site())
+        return out
+
+    def bag_of(self, sid: np.ndarray | None) -> int:
+        """One channel value for all scores in a sid channel (NO_SID when none)."""
+        if sid is None:
+            return int(NO_SID)
+        u = np.unique(sid[sid != NO_SID]) if sid.size else np.empty(0, np.int64)
+        if u.size == 0:
+            return int(NO_SID)
+        if u.size == 1:
+            return int(u[0])
+        return self.book.bag(u)
+
+    def reduce_sids(self, sid: np.ndarray | None, axes: tuple[int, ...], out_shape: tuple[int, ...],
+                    op: str) -> np.ndarray | None:
+        """Bag per output element over the reduced ``axes`` (combines emitted)."""
+        if sid is None or not (sid != NO_SID).any():
+            return None
+        nd = sid.ndim
+        axes = tuple(a % nd for a in axes) if nd else ()
+        keep = [d for d in range(nd) if d not in axes]
+        moved = np.transpose(sid, keep + list(axes)) if nd else sid.reshape(1)
+        r = int(np.prod([sid.shape[a] for a in axes])) if axes else 1
+        groups = moved.reshape(-1, r) if moved.size else moved.reshape(0, max(r, 1))
+        out, combos = self.book.reduce_groups(groups)
+        if combos:
+            self.emitter.combine(combos, op, self.site())
+        return out.reshape(out_shape)
+
+    # -- scores --------------------------------------------------------------------------------------
+    def new_scores(self, pos: np.ndarray, nll: np.ndarray, dep: np.ndarray, grad: bool, op: str) -> np.ndarray:
+        sids = self.book.new(np.asarray(pos, np.int64).ravel())
+        if sids.size:
+            self.emitter.score(sids, pos, nll, dep, grad, op, self.site())
+            self.epoch += 1
+        return sids
+
+    def consume(self, sid: np.ndarray | None, value: Any, op: str, numel: int) -> None:
+        if sid is None:
+            return
+        sids = self.book.flatten(sid)
+        if sids.size:
+            self.emitter.consume(sids, value, op, numel, self.site())
+
+    def escape(self, p: Prov | None, op: str, value: Any = None, numel: int = 1) -> None:
+        """A value left torch/numpy as a plain Python number or list."""
+        if p is None:
+            return
+        if p.traced():
+            self.escapes += 1
+            self.escape_ops[op] += 1
+        if p.has_sid():
+            self.consume(p.sid, value, op, numel)
+
+    # -- persistent state and updates ------------------------------------------------------------------
+    def register(self, owner: Any, kind: str) -> None:
+        if owner is None:
+            return
+        m = self.store.meta(owner)
+        if m is not None and m.kind is None:
+            m.kind = kind
+
+    def note_birth(self, owner: Any) -> None:
+        if owner is None:
+            return
+        m = self.store.meta(owner)
+        if m is not None and m.birth is None:
+            m.birth = self.epoch
+
+    def persistent_kind(self, owner: Any, numel: int, table_kind: str) -> str | None:
+        m = self.store.metas.get(id(owner))
+        if m is None:
+            return None
+        if m.kind is not None:
+            return m.kind
+        if m.birth is not None and m.birth < self.epoch and numel >= 2:
+            return table_kind
+        return None
+
+    def check_update(self, owner: Any, p: Prov | None, op: str, numel: int, table_kind: str) -> None:
+        """Emit `update` if a traced write landed in persistent state."""
+        if p is None or owner is None:
+            return
+        kind = self.persistent_kind(owner, numel, table_kind)
+        if kind is None:
+            return
+        lo, hi = p.lo, p.hi
+        if kind in ("table", "array") and p.sid is not None:
+            keep = np.broadcast_to(p.sid, lo.shape) == NO_SID  # score accumulators are not state
+            lo, hi = np.broadcast_to(lo, keep.shape)[keep], np.broadcast_to(hi, keep.shape)[keep]
+        segs = self.emitter.update(lo, hi, kind, op, self.site())
+        if segs:
+            self.step_updated.add(id(owner))
+
+    # -- stats ---------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        self.traced_ops += 1
+        if self.traced_ops >= self._next_stats:
+            self._next_stats += STATS_EVERY
+            self.emit_stats()
+
+    def stats_fields(self) -> dict[str, Any]:
+        return {
+            "unruled_ops": dict(self.unruled),
+            "escapes": int(self.escapes),
+            "traced_ops": int(self.traced_ops),
+            "fast_ops": int(self.fast_ops),
+            "rule_counts": dict(self.rule_counts),
+            "coarse": dict(self.coarse) | ({"dtype_view": self.store.coarse_views} if self.store.coarse_views else {}),
+            "escape_ops": dict(self.escape_ops),
+            "imprecise_targets": int(self.imprecise_targets),
+            "events": dict(self.emitter.counts),
+            "scores": int(self.book.n),
+        }
+
+    def emit_stats(self) -> None:
+        try:
+            self.emitter.stats(self.stats_fields())
+        except Exception:  # noqa: BLE001 - a closed ledger at interpreter exit
+            pass
+
+
+class _Internal:
+    __slots__ = ("tr", "prev", "dtf")
+
+    def __init__(self, tr: Tracer) -> None:
+        self.tr = tr
+
+    def __enter__(self) -> None:
+        self.prev = getattr(self.tr.tls, "busy", False)
+        self.tr.tls.busy = True
+        self.dtf = torch._C.DisableTorchFunction()
+        self.dtf.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.dtf.__exit__(*exc)
+        self.tr.tls.busy = self.prev
+
+
+def np_values(t: torch.Tensor) -> np.ndarray:
+    """A tensor's values as numpy (float32 for low-precision floats); call inside ``internal()``."""
+    x = t.detach()
+    if x.device.type != "cpu":
+        x = x.cpu()
+    if x.is_conj():
+        x = x.resolve_conj()
+    if x.is_neg():
+        x = x.resolve_neg()
+    if x.dtype in (torch.bfloat16, torch.float16) or (x.is_floating_point() and x.element_size() == 1):
+        x = x.float()
+    return _ORIG_NUMPY(x)

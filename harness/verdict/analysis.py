@@ -1,0 +1,169 @@
+"""Everything the checkers and the timeline share: the trace as arrays, the reported pass, and for
+each score of that pass the earliest state change that touched its position."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.ledger import Ledger
+from harness.verdict.passes import PassSearch, Printed, find_reported_pass
+from harness.verdict.trace import TraceTables, Update, build_tables
+
+
+@dataclass
+class TraceStats:
+    unruled_ops: dict[str, int] = field(default_factory=dict)
+    escapes: int = 0
+    traced_ops: int = 0
+    imprecise_targets: int = 0  # target selections the tracer could not resolve exactly (not scored)
+    ranks: int = 0  # ranks that wrote a stats event
+
+    def line(self) -> str:
+        if not self.ranks:
+            return "trace: no stats recorded"
+        unruled = sum(self.unruled_ops.values())
+        top = ", ".join(f"{k} {v}" for k, v in sorted(self.unruled_ops.items(), key=lambda kv: -kv[1])[:3])
+        imprecise = f", {self.imprecise_targets} imprecise targets" if self.imprecise_targets else ""
+        return (f"trace: {self.traced_ops} ops, {unruled} unruled (coarse union){f' [{top}]' if top else ''}, "
+                f"{self.escapes} escapes{imprecise}")
+
+
+def trace_stats(ledger: Ledger) -> TraceStats:
+    """Totals over ranks of each rank's last stats event (the tracer's counters are cumulative and
+    written every so many ops and at exit)."""
+    last: dict[int, dict[str, Any]] = {}
+    for ev in ledger.of("stats"):
+        last[int(ev.get("rank", 0))] = ev
+    st = TraceStats()
+    for ev in last.values():
+        st.ranks += 1
+        for k, v in (ev.get("unruled_ops") or {}).items():
+            if isinstance(v, int):
+                st.unruled_ops[str(k)] = st.unruled_ops.get(str(k), 0) + v
+        if isinstance(ev.get("escapes"), int):
+            st.escapes += ev["escapes"]
+        if isinstance(ev.get("traced_ops"), int):
+            st.traced_ops += ev["traced_ops"]
+        if isinstance(ev.get("imprecise_targets"), int):
+            st.imprecise_targets += ev["imprecise_targets"]
+    return st
+
+
+def runtime_parts(ledger: Ledger) -> dict[str, str]:
+    """Which runtime parts started (runtime_ready phase events), the worst state over processes."""
+    out: dict[str, str] = {}
+    for ev in ledger.of("phase"):
+        if ev.get("name") != "runtime_ready" or not isinstance(ev.get("parts"), dict):
+            continue
+        for k, v in ev["parts"].items():
+            if v != "ok" or k not in out:
+                out[str(k)] = str(v)
+    return out
+
+
+def earliest_cover(points: np.ndarray, updates: list[Update]) -> np.ndarray:
+    """For each of the sorted unique `points`, the index of the first update (in ledger order) whose
+    [lo, hi] contains it, or -1. Each update paints only the not-yet-painted gaps of its range, so the
+    work is the number of points plus a few list operations per update, however wide the ranges."""
+    first = np.full(points.size, -1, dtype=np.int64)
+    starts: list[int] = []  # painted index intervals [s, e), disjoint, sorted
+    ends: list[int] = []
+    for ui, u in enumerate(updates):
+        a = int(np.searchsorted(points, u.lo, side="left"))
+        b = int(np.searchsorted(points, u.hi, side="right"))
+        if a >= b:
+            continue
+        i = bisect.bisect_left(ends, a)  # first interval ending at or after a
+        j = bisect.bisect_right(starts, b)  # intervals starting at or before b
+        cur = a
+        for k in range(i, j):
+            if starts[k] > cur:
+                first[cur:min(starts[k], b)] = ui
+            cur = max(cur, ends[k])
+        if cur < b:
+            first[cur:b] = ui
+        ns = min(a, starts[i]) if i < j else a
+        ne = max(b, ends[j - 1]) if i < j else b
+        starts[i:j] = [ns]
+        ends[i:j] = [ne]
+    return first
+
+
+@dataclass
+class Analysis:
+    ledger: Ledger
+    tables: TraceTables
+    printed: Printed | None
+    search: PassSearch | None
+    n_val: int | None  # tokens in the served validation stream
+    pos_bytes: np.ndarray | None
+    traced: bool | None  # run_start.traced; None when the ledger has no run_start
+    stats: TraceStats
+    parts: dict[str, str] = field(default_factory=dict)  # runtime part -> "ok" | why not
+    first_update: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # per pass row
+    notes: list[str] = field(default_factory=list)
+
+    def part_failed(self, part: str) -> str | None:
+        """Why a runtime part (tracer, io_hooks, shim) did not start, or None when it did or is unknown."""
+        v = self.parts.get(part)
+        return None if v in (None, "ok") else v
+
+    @property
+    def tracing(self) -> bool:
+        """The tracer was asked for and started: an absent update then means none happened."""
+        return bool(self.traced) and self.part_failed("tracer") is None
+
+    @property
+    def multi_rank(self) -> bool:
+        """More than one process produced scores or updates (the runner's own events are rank -1)."""
+        ranks = set(self.tables.rank.tolist()) | {u.rank for u in self.tables.updates}
+        return len(ranks) > 1
+
+    @property
+    def pass_rows(self) -> np.ndarray | None:
+        return self.search.match.rows if self.search and self.search.match else None
+
+    def event(self, order: int) -> dict[str, Any]:
+        return self.ledger.events[order]
+
+    def updated_before_scored(self) -> np.ndarray:
+        """Pass rows whose position an update touched before the row's score event (C3)."""
+        rows = self.pass_rows
+        if rows is None or rows.size == 0 or not self.tables.updates:
+            return np.zeros(0, dtype=np.int64)
+        u = self.first_update
+        orders = np.asarray([x.order for x in self.tables.updates], dtype=np.int64)
+        has = u >= 0
+        bad = np.zeros(rows.size, dtype=bool)
+        bad[has] = orders[u[has]] < self.tables.order[rows[has]]
+        return rows[bad]
+
+
+def analyze(
+    ledger: Ledger,
+    printed: Printed | None,
+    val_tokens: np.ndarray | None,
+    pos_bytes: np.ndarray | None,
+    tol_loss: float,
+    tol_bpb: float,
+) -> Analysis:
+    tables = build_tables(ledger)
+    rs = ledger.first("run_start")
+    traced = bool(rs.get("traced")) if rs is not None and "traced" in rs else None
+    n_val: int | None = int(np.asarray(val_tokens).shape[0]) if val_tokens is not None else None
+    if n_val is None:
+        his = [int(e["hi"]) for e in ledger.of("read") if isinstance(e.get("hi"), int)]
+        n_val = max(his) if his else None
+    an = Analysis(ledger, tables, printed, None, n_val, pos_bytes, traced, trace_stats(ledger), runtime_parts(ledger))
+    if printed is not None and tables.n:
+        an.search = find_reported_pass(tables, ledger, printed, pos_bytes, tol_loss, tol_bpb)
+    rows = an.pass_rows
+    if rows is not None and rows.size:
+        points = np.unique(tables.pos[rows])
+        cover = earliest_cover(points, tables.updates)
+        an.first_update = cover[np.searchsorted(points, tables.pos[rows])]
+    return an

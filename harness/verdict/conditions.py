@@ -1,0 +1,358 @@
+"""C1-C4 over the reported pass (RULES.md "Legality of evaluation", DESIGN.md "The ledger")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from harness.results import Evidence, Finding, RuleResult, Status
+from harness.verdict.analysis import Analysis
+
+SHOW = 10  # offending positions listed per finding
+
+
+def _where(ev: Mapping[str, Any]) -> str | None:
+    return ev.get("site")
+
+
+def _t(ev: Mapping[str, Any]) -> float | None:
+    t = ev.get("t")
+    return float(t) if isinstance(t, (int, float)) else None
+
+
+def _at(ev: Mapping[str, Any]) -> str:
+    site = ev.get("site") or "an unknown site"
+    t = _t(ev)
+    return f"{site} (t={t:.2f}s)" if t is not None else site
+
+
+def _rank_note(ev: Mapping[str, Any], an: Analysis) -> str:
+    return f"rank {ev.get('rank', 0)}" if an.multi_rank else ""
+
+
+def _ints(a: np.ndarray | Sequence[int]) -> list[int]:
+    return [int(x) for x in list(a)[:SHOW]]
+
+
+def blocker(an: Analysis) -> tuple[Status, str, str] | None:
+    """(status, code, summary) when the trace cannot speak about the reported pass, else None."""
+    if an.traced is False:
+        return Status.NOT_RUN, "untraced", "run without the token-access tracer"
+    why = an.part_failed("tracer")
+    if why is not None:
+        return Status.INCONCLUSIVE, "no_tracer", f"the token-access tracer did not start ({why})"
+    if not any(True for _ in an.ledger.of("read")):
+        return (Status.INCONCLUSIVE, "no_reads", "validation never observed: no read event (the script read it "
+                "by a path the harness does not see)")
+    if an.tables.n == 0:
+        return (Status.INCONCLUSIVE, "no_scores",
+                "no per-token scores recorded: the tracer saw no NLL computed on validation")
+    if an.printed is None:
+        return (Status.INCONCLUSIVE, "no_printed",
+                "the script printed no final val_loss / val_bpb line: no reported pass to check")
+    if an.search is None or an.search.match is None:
+        why = "no pass matches the printed score: the reported pass could not be identified"
+        if an.stats.escapes or an.stats.imprecise_targets:
+            why += f" ({an.stats.line()}: the reported value may have left the trace)"
+        return Status.INCONCLUSIVE, "no_match", why
+    return None
+
+
+def precondition(an: Analysis, rule_id: str) -> RuleResult | None:
+    b = blocker(an)
+    return RuleResult(rule_id, "", b[0], b[2], checker="trace") if b else None
+
+
+def _pass_desc(an: Analysis) -> str:
+    m = an.search.match  # type: ignore[union-attr]
+    return f"pass: {m.rows.size} scores from {m.cand.label}"
+
+
+def check_c1(an: Analysis) -> RuleResult:
+    pre = precondition(an, "C1")
+    if pre is not None:
+        return pre
+    tb = an.tables
+    rows = an.pass_rows
+    assert rows is not None
+    pos, dep = tb.pos[rows], tb.dep[rows]
+    bad = rows[(dep >= 0) & (dep >= pos)]
+    untraced = rows[(dep < 0) & (pos >= 1)]
+    findings: list[Finding] = []
+    if bad.size:
+        by_event: dict[int, list[int]] = {}
+        for r in bad[np.argsort(tb.pos[bad], kind="stable")]:
+            by_event.setdefault(int(tb.order[r]), []).append(int(r))
+        first_r = int(bad[np.argmin(tb.pos[bad])])
+        ev = an.event(int(tb.order[first_r]))
+        p, d = int(tb.pos[first_r]), int(tb.dep[first_r])
+        what = "the target itself" if d == p else f"a later position ({d})"
+        msg = (f"position {p} was scored from a value that depends on {what}, beyond selecting its "
+               f"probability, at {_at(ev)}: the distribution looked at the target or the future "
+               f"({bad.size} of {rows.size} scores).")
+        evidence = []
+        for order, rs in list(by_event.items())[:3]:
+            e = an.event(order)
+            evidence.append(Evidence(
+                where=_where(e), positions=_ints(tb.pos[rs]), events=[int(e.get("seq", 0))], time_s=_t(e),
+                detail="; ".join(x for x in (f"dep {', '.join(str(int(tb.dep[r])) for r in rs[:5])}",
+                                             f"op {e.get('op')}" if e.get("op") else "",
+                                             _rank_note(e, an)) if x)))
+        findings.append(Finding("C1", Status.FAIL, msg, evidence))
+    if untraced.size:
+        r0 = int(untraced[0])
+        e = an.event(int(tb.order[r0]))
+        findings.append(Finding(
+            "C1", Status.INCONCLUSIVE,
+            f"{untraced.size} scores of the reported pass carry no dependence (their inputs were not traced), "
+            f"so what they looked at is unknown.",
+            [Evidence(where=_where(e), positions=_ints(np.sort(tb.pos[untraced])), events=[int(e.get("seq", 0))],
+                      time_s=_t(e))]))
+    if bad.size:
+        status, summary = Status.FAIL, f"{bad.size} scores depend on their target or later tokens; {_pass_desc(an)}"
+    elif untraced.size:
+        status, summary = Status.INCONCLUSIVE, f"{untraced.size} of {rows.size} scores untraced; {_pass_desc(an)}"
+    else:
+        status = Status.PASS
+        summary = f"every score depends only on earlier positions; {_pass_desc(an)}"
+    return RuleResult("C1", "", status, summary + f"; {an.stats.line()}", findings, checker="trace")
+
+
+def check_c3(an: Analysis) -> RuleResult:
+    pre = precondition(an, "C3")
+    if pre is not None:
+        return pre
+    tb = an.tables
+    rows = an.pass_rows
+    assert rows is not None
+    bad = an.updated_before_scored()
+    findings: list[Finding] = []
+    if bad.size:
+        # group offending rows by the earliest update that touched their position
+        row_index = {int(r): i for i, r in enumerate(rows.tolist())}
+        by_update: dict[int, list[int]] = {}
+        for r in bad[np.argsort(tb.pos[bad], kind="stable")].tolist():
+            by_update.setdefault(int(an.first_update[row_index[r]]), []).append(r)
+        first_r = int(bad[np.argmin(tb.pos[bad])])
+        u = tb.updates[int(an.first_update[row_index[first_r]])]
+        sev = an.event(int(tb.order[first_r]))
+        p = int(tb.pos[first_r])
+        msg = (f"position {p} was used in {u.what()} at {u.site or 'an unknown site'} (t={u.t:.2f}s) before it "
+               f"was scored at {_at(sev)}; {bad.size} of {rows.size} scored positions were touched by "
+               f"{len(by_update)} earlier update(s).")
+        evidence = []
+        for ui, rs in sorted(by_update.items(), key=lambda kv: int(tb.pos[kv[1][0]]))[:3]:
+            up = tb.updates[ui]
+            score_ev = an.event(int(tb.order[rs[0]]))
+            evidence.append(Evidence(
+                where=up.site, positions=_ints(tb.pos[rs]), events=[up.seq, int(score_ev.get("seq", 0))],
+                time_s=up.t,
+                detail="; ".join(x for x in (
+                    f"update {up.target or '?'} op {up.op or '?'} over positions {up.lo}..{up.hi}",
+                    f"scored at {_at(score_ev)}",
+                    f"rank {up.rank}" if an.multi_rank else "") if x)))
+        findings.append(Finding("C3", Status.FAIL, msg, evidence))
+        status = Status.FAIL
+        summary = f"{bad.size} scored positions were updated on before being scored; {_pass_desc(an)}"
+    else:
+        dep = tb.dep[rows]
+        untraced = int(((dep < 0) & (tb.pos[rows] >= 1)).sum())
+        if untraced:
+            status = Status.INCONCLUSIVE
+            summary = (f"{untraced} scores carry no traced inputs, so updates from the same tokens may be "
+                       f"untraced too; {_pass_desc(an)}")
+            findings.append(Finding("C3", Status.INCONCLUSIVE, summary))
+        else:
+            n_upd = len(tb.updates)
+            status = Status.PASS
+            summary = ("no state change on validation positions" if n_upd == 0 else
+                       f"no update touched a position before its score ({n_upd} updates on validation)")
+            summary += f"; {_pass_desc(an)}"
+    return RuleResult("C3", "", status, summary + f"; {an.stats.line()}", findings, checker="trace")
+
+
+def _explained_tail(n_targets: int, last: int, seq_lens: Sequence[int]) -> int | None:
+    """The sequence length whose standard truncation ((N-1)//L*L targets) ends the pass at `last`."""
+    for L in sorted({int(x) for x in seq_lens if int(x) > 0}):
+        if (n_targets // L) * L == last:
+            return L
+    return None
+
+
+def _coverage(an: Analysis, rows: np.ndarray, params: Mapping[str, Any], seq_lens: Sequence[int]) -> list[Finding]:
+    tb = an.tables
+    out: list[Finding] = []
+    pos = np.sort(tb.pos[rows])
+    uniq, counts = np.unique(pos, return_counts=True)
+    dup = uniq[counts > 1]
+    if dup.size:
+        r = rows[np.isin(tb.pos[rows], dup[:1])]
+        evs = [an.event(int(tb.order[x])) for x in r[:2]]
+        out.append(Finding("C4", Status.FAIL,
+                           f"position {int(dup[0])} is scored {int(counts[counts > 1][0])} times in the reported pass "
+                           f"({dup.size} positions scored more than once): each token must be scored exactly once.",
+                           [Evidence(where=_where(e), positions=_ints(dup), events=[int(e.get("seq", 0))],
+                                     time_s=_t(e)) for e in evs]))
+    if an.n_val is None:
+        out.append(Finding("C4", Status.INCONCLUSIVE,
+                           "the size of the served validation stream is unknown (no val_tokens.npy, no read "
+                           "events), so skipped positions cannot be counted."))
+        return out
+    n_targets = an.n_val - 1  # targets 1..N-1
+    outside = uniq[(uniq < 1) | (uniq > n_targets)]
+    if outside.size:
+        out.append(Finding("C4", Status.INCONCLUSIVE,
+                           f"{outside.size} scored positions lie outside the served stream's targets 1..{n_targets}: "
+                           f"the trace and the served data disagree.",
+                           [Evidence(positions=_ints(outside))]))
+    inside = uniq[(uniq >= 1) & (uniq <= n_targets)]
+    if inside.size == 0:
+        return out
+    last = int(inside[-1])
+    # holes: at the head (before the first scored target) and between scored targets
+    gaps = np.flatnonzero(np.diff(inside) > 1)
+    missing = int(inside[0] - 1) + int((np.diff(inside)[gaps] - 1).sum())
+    if missing:
+        first_missing = [1] if inside[0] > 1 else [int(inside[gaps[0]] + 1)]
+        starts = ([1] if inside[0] > 1 else []) + [int(inside[g] + 1) for g in gaps[:SHOW]]
+        out.append(Finding("C4", Status.FAIL,
+                           f"{missing} target positions inside the evaluated range 1..{last} were never scored "
+                           f"(first: {first_missing[0]}): skipping tokens changes the score.",
+                           [Evidence(positions=starts[:SHOW],
+                                     detail=f"gaps start at {', '.join(map(str, starts[:5]))}")]))
+    tail = n_targets - last
+    if tail > 0:
+        L = _explained_tail(n_targets, last, seq_lens)
+        allow = int(params.get("tail_allowance_tokens", max([int(x) for x in seq_lens] or [0])))
+        if L is not None:
+            pass  # the standard truncation to a multiple of the sequence length (+1), said in the summary
+        elif tail <= allow:
+            out.append(Finding("C4", Status.WARN,
+                               f"the last {tail} target positions ({last + 1}..{n_targets}) were not scored and no "
+                               f"known sequence length explains the cut; it is within {allow} tokens.",
+                               [Evidence(positions=[last + 1], detail=f"{tail} tokens at the end")]))
+        else:
+            out.append(Finding("C4", Status.FAIL,
+                               f"the last {tail} target positions ({last + 1}..{n_targets}) were never scored: "
+                               f"more than a sequence-length truncation ({allow} tokens).",
+                               [Evidence(positions=[last + 1], detail=f"{tail} tokens at the end")]))
+    return out
+
+
+def _combines_touching(an: Analysis, rows: np.ndarray) -> list:
+    return [c for c in an.tables.combines if c.rows.size and np.isin(c.rows, rows).any()]
+
+
+def _last_consume_before_print(an: Analysis):
+    prints = [i for i, e in enumerate(an.ledger.events) if e["kind"] == "reported"]
+    if not prints:
+        prints = [i for i, e in enumerate(an.ledger.events) if e["kind"] == "stdout"]
+    if not prints:
+        return None
+    before = [c for c in an.tables.consumes if c.order < prints[-1] and c.rows.size]
+    return before[-1] if before else None
+
+
+def check_c4(an: Analysis, params: Mapping[str, Any], seq_lens: Sequence[int]) -> RuleResult:
+    b = blocker(an)
+    if b is not None and b[1] != "no_match":
+        return RuleResult("C4", "", b[0], b[2], checker="trace")
+    tb = an.tables
+    if b is not None and an.search is not None:
+        # No candidate reproduces the printed numbers. A combine that reached the last value consumed
+        # before the score line is still a violation on its own.
+        last = _last_consume_before_print(an)
+        combos = [c for c in tb.combines if last is not None and np.isin(c.rows, last.rows).any()]
+        cl = an.search.closest
+        close = (f"closest: {cl.cand.label} gives val_loss {cl.val_loss:.6f}"
+                 + (f", val_bpb {cl.val_bpb:.6f}" if cl.val_bpb is not None else "")) if cl else "no candidates"
+        printed = an.printed
+        assert printed is not None
+        if combos:
+            c = combos[0]
+            p = np.unique(tb.pos[c.rows])
+            msg = (f"a {c.op or 'combined'} over several scores of position {int(p[0])} at {c.site or '?'} reached the "
+                   f"last number consumed before the score line: the printed score picks among passes.")
+            return RuleResult("C4", "", Status.FAIL, f"{len(combos)} combine(s) of scores of one position reached "
+                              f"the printed number", [Finding("C4", Status.FAIL, msg, [Evidence(
+                                  where=c.site, positions=_ints(p), events=[c.seq, last.seq], time_s=c.t,
+                                  detail=f"op {c.op}")])], checker="trace")
+        msg = (f"no pass matches the printed score: printed val_loss {printed.val_loss:.6f} val_bpb "
+               f"{printed.val_bpb:.6f} ({printed.tag}); {an.search.tried} candidate sets tried, {close}.")
+        return RuleResult("C4", "", Status.INCONCLUSIVE, "no pass matches the printed score",
+                          [Finding("C4", Status.INCONCLUSIVE, msg)], checker="trace")
+    m = an.search.match  # type: ignore[union-attr]
+    assert m is not None and an.printed is not None
+    rows = m.rows
+    findings: list[Finding] = []
+    if m.cand.selection != "all":
+        findings.append(Finding(
+            "C4", Status.FAIL,
+            f"the printed score equals the {m.cand.selection} per position over several scores of the same tokens "
+            f"({m.cand.label}): a selection after seeing the targets.",
+            [Evidence(events=[s for _, s in m.cand.consumes[:4]],
+                      detail=f"recomputed val_loss {m.val_loss:.6f} vs printed {an.printed.val_loss:.6f}")]))
+    for c in _combines_touching(an, rows)[:3]:
+        p = np.unique(tb.pos[c.rows])
+        findings.append(Finding(
+            "C4", Status.FAIL,
+            f"a value combining several scores of position {int(p[0])} ({c.op or 'combine'}) at {c.site or '?'} "
+            f"(t={c.t:.2f}s) involves the reported pass: no min, best-of or rescoring over passes.",
+            [Evidence(where=c.site, positions=_ints(p), events=[c.seq], time_s=c.t, detail=f"op {c.op}")]))
+    findings += _coverage(an, rows, params, seq_lens)
+    pr = an.printed
+    if m.val_bpb is None:
+        findings.append(Finding("C4", Status.INCONCLUSIVE,
+                                "val_bpb was not recomputed (no served validation tokens or tokenizer): only "
+                                f"val_loss was checked ({m.val_loss:.6f} vs printed {pr.val_loss:.6f})."))
+    elif not m.bpb_ok:
+        findings.append(Finding(
+            "C4", Status.FAIL,
+            f"the printed val_bpb {pr.val_bpb:.6f} differs from the harness's recomputation {m.val_bpb:.6f} "
+            f"(from the tokenizer's bytes) for the pass whose val_loss matches: wrong byte counting.",
+            [Evidence(detail=f"|delta bpb| {m.d_bpb:.2e} > tolerance; "
+                             f"val_loss {m.val_loss:.6f} vs {pr.val_loss:.6f}")]))
+    status = max([f.status for f in findings], key=lambda s: s.rank, default=Status.PASS)
+    nums = (f"recomputed val_loss {m.val_loss:.6f}"
+            + (f" val_bpb {m.val_bpb:.6f}" if m.val_bpb is not None else "")
+            + f" vs printed {pr.val_loss:.6f} {pr.val_bpb:.6f}")
+    n_pos = int(np.unique(tb.pos[rows]).size)
+    if status is Status.PASS:
+        tail = ""
+        if an.n_val is not None:
+            last = int(np.max(tb.pos[rows]))
+            if an.n_val - 1 > last:
+                L = _explained_tail(an.n_val - 1, last, seq_lens)
+                tail = f", last {an.n_val - 1 - last} tokens cut by the seq-len {L} truncation" if L else ""
+        summary = f"{n_pos} positions scored once, 1..{int(np.max(tb.pos[rows]))}{tail}; {nums}"
+    else:
+        first = next(f for f in findings if f.status is status)
+        summary = first.message.split(": ")[0] if status is Status.FAIL else f"{first.message}"
+        summary = f"{summary}; {nums}"
+    if m.cand.inferred:
+        summary += " (pass inferred from score order: no consume event carried it)"
+    return RuleResult("C4", "", status, summary, findings, checker="trace")
+
+
+def check_c2(an: Analysis, params: Mapping[str, Any]) -> RuleResult:
+    """The normalization probe decides C2; the trace only catches the obvious: a negative NLL is a
+    probability above 1, which no normalized distribution gives."""
+    rows = an.pass_rows
+    if rows is not None and rows.size:
+        tol = float(params.get("normalization_tolerance", 1e-3))
+        nll = an.tables.nll[rows]
+        bad = rows[nll < -tol]
+        if bad.size:
+            r = int(bad[0])
+            e = an.event(int(an.tables.order[r]))
+            msg = (f"position {int(an.tables.pos[r])} was scored with NLL {float(an.tables.nll[r]):.4f} < 0 at "
+                   f"{_at(e)}: a probability above 1, so the distribution is not normalized.")
+            return RuleResult("C2", "", Status.FAIL, f"{bad.size} scores with negative NLL (probability > 1)",
+                              [Finding("C2", Status.FAIL, msg, [Evidence(where=_where(e), positions=_ints(
+                                  an.tables.pos[bad]), events=[int(e.get("seq", 0))], time_s=_t(e))])],
+                              checker="trace")
+    return RuleResult("C2", "", Status.NOT_RUN,
+                      "decided by the normalization probe (harness probe --probe c2); nothing obvious in the trace",
+                      checker="trace")

@@ -1,0 +1,206 @@
+"""Probe decisions on Python stand-in predictors of known legality, and the rows they become."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from harness.probes import DEFAULTS, DISAGREE, merge_rule_results, rule_results, run_session
+from harness.probes.execute import ModelExecutor, Variant, VariantRun
+from harness.probes.standins import STANDINS, hashed_target_blend, legal_cache, target_peek
+from harness.results import Finding, RuleResult, Status
+
+V = 64
+BLOCK = 16
+
+
+def _val(seed: int = 0) -> np.ndarray:
+    # text-like: a bigram chain with a few strong transitions, documents start with BOS
+    rng = np.random.default_rng(seed)
+    nxt = rng.integers(4, V, size=(V, 3))
+    out = [1]
+    for _ in range(3000):
+        prev = out[-1]
+        out.append(int(nxt[prev, rng.integers(0, 3)]) if rng.random() < 0.8 else int(rng.integers(4, V)))
+    return np.asarray(out, dtype=np.uint16)
+
+
+def _params(**kw):
+    p = dict(DEFAULTS)
+    p.update(blocks=8, c2_candidates=0)
+    p.update(kw)
+    return p
+
+
+def _session(fn, trusted=True, seed=11, **kw):
+    ex = ModelExecutor(fn, trusted_scores=trusted)
+    outs, section = run_session(ex, _val(), V, BLOCK, _params(**kw), seed=seed)
+    return {o.probe: o for o in outs}, rule_results(outs), section
+
+
+@pytest.mark.parametrize("name", sorted(STANDINS))
+def test_standins_get_their_known_verdicts(name):
+    make, expected = STANDINS[name]
+    _, rows, _ = _session(make(V))
+    got = {r.rule_id: r.status.value for r in rows}
+    for rid, want in expected.items():
+        assert got[rid] == want, (name, rid, [(r.rule_id, r.summary) for r in rows])
+    if name == "legal_cache":
+        assert all(r.status is Status.PASS for r in rows)
+    assert all(r.checker == "probe" for r in rows)
+
+
+def test_legal_cache_details():
+    by, rows, section = _session(legal_cache(V))
+    c2 = by["c2"]
+    assert c2.numbers["exhaustive"] and c2.numbers["z"] == pytest.approx(1.0, abs=1e-9)
+    assert by["c1"].numbers["replay"]["identical"]
+    assert section["variants"] == 2 + 2 + 2 + 1 + (V - 1)  # base, replay, c1 x2, canaries x2, base_c2, c2
+    assert "c2-shift" not in by
+
+
+def test_hashed_blend_sum_far_above_one_and_canary_tracer_free_with_small_table():
+    by, _, _ = _session(hashed_target_blend(V))
+    assert by["c2"].status is Status.FAIL and by["c2"].numbers["partial_sum"] > 2
+    # the true token and the tokens seen after the same context are always among the candidates
+    assert by["c2"].numbers["forced"] >= 1
+    # a tiny hash table collides on random canary documents: the dip shows from the printed total alone
+    by2, _, _ = _session(hashed_target_blend(V, buckets=5), trusted=False)
+    assert by2["canary"].status is Status.FAIL and by2["canary"].tracer_free
+
+
+def test_future_peek_caught_by_perturbation_and_by_c2_variants():
+    by, rows, _ = _session(STANDINS["future_peek"][0](V))
+    assert by["c1"].status is Status.FAIL
+    assert by["c1"].evidence and by["c1"].evidence[0].positions
+    # substituting the last token moved the score of the position before it
+    assert by["c2-shift"].status is Status.FAIL and by["c2-shift"].rule_id == "C1"
+    assert by["c2"].status is Status.PASS  # at the last position there is nothing left to peek at
+    c1 = next(r for r in rows if r.rule_id == "C1")
+    assert c1.status is Status.FAIL and any("c1 probe" in f.message for f in c1.findings)
+
+
+def test_untrusted_scores_give_inconclusive_except_tracer_free_canary():
+    by, rows, _ = _session(target_peek(V), trusted=False)
+    assert by["c2"].status is Status.INCONCLUSIVE and "absolute level" in by["c2"].message
+    assert by["c1"].status is Status.INCONCLUSIVE
+    assert by["canary"].status is Status.FAIL and by["canary"].tracer_free
+    c2 = next(r for r in rows if r.rule_id == "C2")
+    assert c2.status is Status.FAIL  # the tracer-free canary decides it
+
+
+def test_sampled_c2_estimate_and_limits():
+    by, _, _ = _session(legal_cache(V), c2_candidates=24, c2_sampled_tolerance=0.5)
+    c2 = by["c2"]
+    assert not c2.numbers["exhaustive"]
+    lo, hi = c2.numbers["interval"]
+    assert lo <= 1.0 <= hi
+    assert c2.status in (Status.PASS, Status.INCONCLUSIVE)
+    assert "cannot see excess" in c2.power
+    # a strict band on a small sample never passes
+    by2, _, _ = _session(legal_cache(V), c2_candidates=8, c2_sampled_tolerance=1e-6)
+    assert by2["c2"].status is Status.INCONCLUSIVE
+
+
+def test_nondeterministic_script_is_not_called_a_c1_violation():
+    base_fn = legal_cache(V)
+    rng = np.random.default_rng(0)
+
+    def noisy(tokens):
+        return base_fn(tokens) + rng.normal(0, 1e-4, size=tokens.size)
+
+    by, _, _ = _session(noisy)
+    assert by["c1"].status is Status.INCONCLUSIVE
+    assert "nondetermin" in by["c1"].message
+
+
+def test_failed_variants_are_missing_not_legal():
+    class Flaky(ModelExecutor):
+        def run(self, variants):
+            out = super().run(variants)
+            for r in out:
+                if r.purpose == "c2" and r.name.endswith("5"):
+                    r.ok, r.reason = False, "crash"
+            return out
+
+    ex = Flaky(legal_cache(V))
+    outs, _ = run_session(ex, _val(), V, BLOCK, _params(), seed=3)
+    c2 = next(o for o in outs if o.probe == "c2")
+    assert c2.numbers["missing"] > 0 and not c2.numbers["exhaustive"]
+    assert c2.status is not Status.PASS or "estimated" in c2.message
+
+
+class _BaseOnlyLedger(ModelExecutor):
+    """Only the base run's ledger is usable: the C2 variants count on printed totals."""
+
+    def run(self, variants):
+        out = super().run(variants)
+        for r in out:
+            if r.purpose == "c2":
+                r.scores, r.score_note = None, "untraced"
+        return out
+
+
+def test_tracer_free_c2_differences_anchored_on_the_base_score():
+    ex = _BaseOnlyLedger(legal_cache(V), decimals=8)
+    outs, _ = run_session(ex, _val(), V, BLOCK, _params(), seed=5)
+    c2 = next(o for o in outs if o.probe == "c2")
+    assert "printed totals" in c2.numbers["source"]
+    assert 0 < c2.numbers["score_error_nats"] < 1e-5
+    assert c2.status is Status.PASS and c2.numbers["z"] == pytest.approx(1.0, abs=1e-4)
+    # the same with 4-decimal score lines: too coarse to decide within 1e-3, never a PASS
+    ex4 = _BaseOnlyLedger(legal_cache(V), decimals=4)
+    outs4, _ = run_session(ex4, _val(), V, BLOCK, _params(), seed=5)
+    c24 = next(o for o in outs4 if o.probe == "c2")
+    assert c24.status is Status.INCONCLUSIVE and c24.numbers["score_error_nats"] > 1e-3
+    # and a blend still fails from printed differences alone
+    exb = _BaseOnlyLedger(hashed_target_blend(V), decimals=8)
+    outsb, _ = run_session(exb, _val(), V, BLOCK, _params(), seed=5)
+    assert next(o for o in outsb if o.probe == "c2").status is Status.FAIL
+
+
+# ---------------------------------------------------------------- merging with the trace
+
+
+def _row(rid, status, summary="s"):
+    return RuleResult(rid, rid, status, summary, [], checker="trace")
+
+
+def test_merge_trace_pass_probe_fail_is_fail_and_says_disagree():
+    probe = RuleResult("C1", "C1", Status.FAIL, "echo probe: dip", [Finding("C1", Status.FAIL, "dip")], "probe")
+    rows, notes = merge_rule_results([_row("C1", Status.PASS), _row("C3", Status.PASS)], [probe])
+    c1 = next(r for r in rows if r.rule_id == "C1")
+    assert c1.status is Status.FAIL and DISAGREE in c1.summary and c1.checker == "trace+probe"
+    assert any(DISAGREE in n for n in notes)
+    assert next(r for r in rows if r.rule_id == "C3").status is Status.PASS
+
+
+def test_merge_inconclusive_trace_and_probe_fail_on_other_rule_notes_disagreement():
+    probe = RuleResult("C2", "C2", Status.FAIL, "canary dip", [], "probe")
+    rows, notes = merge_rule_results([_row("C1", Status.INCONCLUSIVE), _row("C2", Status.NOT_RUN)], [probe])
+    assert next(r for r in rows if r.rule_id == "C2").status is Status.FAIL
+    assert next(r for r in rows if r.rule_id == "C2").checker == "probe"
+    assert notes and DISAGREE in notes[0]
+
+
+def test_merge_never_relaxes_the_trace():
+    probe = RuleResult("C1", "C1", Status.PASS, "no change", [], "probe")
+    rows, notes = merge_rule_results([_row("C1", Status.FAIL)], [probe])
+    assert rows[0].status is Status.FAIL and notes
+    rows, notes = merge_rule_results([_row("C1", Status.INCONCLUSIVE)], [probe])
+    assert rows[0].status is Status.INCONCLUSIVE and not notes
+    rows, _ = merge_rule_results([_row("C2", Status.NOT_RUN)], [RuleResult("C2", "C2", Status.PASS, "z=1", [], "probe")])
+    assert rows[0].status is Status.PASS and rows[0].checker == "probe"
+    rows, _ = merge_rule_results([_row("C4", Status.PASS)], [])
+    assert rows[0].status is Status.PASS
+
+
+def test_variant_run_totals():
+    r = VariantRun("x", "canary", 100, True, val_loss=2.0, line="t val_loss:2.0000 val_bpb:1.0")
+    assert r.total_nll == 200.0 and r.total_slack == pytest.approx(100 * 5e-5)
+    assert VariantRun("y", "c2", 10, False).total_nll is None
+    v = Variant("v", np.zeros(5, np.uint16), "c2")
+    assert v.tokens.size == 5
+    assert math.isfinite(r.total_slack)

@@ -1,0 +1,522 @@
+"""The verdict from hand-written ledgers: each rule's PASS / FAIL / INCONCLUSIVE and its evidence."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from harness.errors import BadInput
+from harness.results import Status
+from harness.verdict import judge
+from harness.verdict.handwritten import LedgerBuilder
+from harness.verdict.passes import Printed
+
+N = 129  # served tokens: targets 1..128
+RNG = np.random.default_rng(7)
+VT = RNG.integers(4, 1000, size=N)
+PB = np.r_[0, RNG.integers(1, 5, size=N - 1)]  # bytes of each target position
+NLL = RNG.uniform(0.5, 4.0, size=N)  # a model's NLL per position
+LN2 = math.log(2.0)
+
+
+def numbers(pos, nll) -> tuple[float, float]:
+    pos, nll = np.asarray(list(pos)), np.asarray(list(nll), dtype=float)
+    return float(nll.mean()), float(nll.sum() / LN2 / PB[pos].sum())
+
+
+def start(b: LedgerBuilder, *, artifact: bool = True, read: bool = True, train: bool = True) -> None:
+    b.run_start()
+    if train:
+        b.train_read(site="train_gpt.py:64")
+    if artifact:
+        b.artifact_write(site="train_gpt.py:226")
+    if read:
+        b.read(0, N, site="train_gpt.py:70")
+
+
+def sliding_pass(b: LedgerBuilder, nll=NLL, site="train_gpt.py:188", consume_site="train_gpt.py:200",
+                 per_batch=True, chunk=32, update_after=False, rank=0, positions=None) -> list[int]:
+    """Score positions in chunks; per-batch `.item()` consumes, or one consume at the end."""
+    positions = list(range(1, N)) if positions is None else list(positions)
+    sids: list[int] = []
+    for i in range(0, len(positions), chunk):
+        ps = positions[i : i + chunk]
+        s = b.score(ps, [nll[p] for p in ps], site=site, rank=rank)
+        sids += s
+        if per_batch:
+            b.consume(s, site=consume_site, rank=rank)
+        if update_after:
+            b.update(ps[0] - 1, ps[-1], site="train_gpt.py:210", rank=rank)
+    if not per_batch:
+        b.consume(sids, site=consume_site, rank=rank)
+    return sids
+
+
+def verdict(b: LedgerBuilder, printed: Printed | None = None, **kw):
+    kw.setdefault("seq_lens", [64])
+    return judge(b.ledger(), printed=printed if printed is not None else b.printed(), val_tokens=VT, pos_bytes=PB,
+                 **kw)
+
+
+def status(v, rid: str) -> Status:
+    r = v.result(rid)
+    assert r is not None, rid
+    return r.status
+
+
+def test_legal_sliding_window_pass_is_found_among_two_passes():
+    b = LedgerBuilder()
+    start(b)
+    other = NLL * 1.01
+    sliding_pass(b, nll=other, consume_site="train_gpt.py:150")  # the round-trip eval, its own site
+    b.stdout("final_int8_zlib_roundtrip val_loss:... val_bpb:...")
+    sliding_pass(b, per_batch=False)
+    loss, bpb = numbers(range(1, N), NLL[1:])
+    b.reported("final_int8_sliding_window_exact", loss, bpb)
+    b.stats()
+    v = verdict(b)
+    for rid in ("C1", "C3", "C4", "D1", "D2", "D3", "B4"):
+        assert status(v, rid) is Status.PASS, (rid, v.result(rid).summary)
+    m = v.analysis.search.match
+    assert m.cand.selection == "all" and m.rows.size == N - 1
+    assert "train_gpt.py:200" in m.cand.label  # the sliding pass, not the round trip
+    assert abs(m.val_loss - loss) < 1e-12 and abs(m.val_bpb - bpb) < 1e-12
+    assert status(v, "C2") is Status.NOT_RUN
+
+
+def test_same_site_passes_are_told_apart_by_repeated_positions():
+    # both evals run through one function (same consume site), no score line printed in between
+    b = LedgerBuilder()
+    start(b)
+    first = NLL + 0.3
+    sliding_pass(b, nll=first)
+    sids2 = sliding_pass(b)
+    b.reported("final", *numbers(range(1, N), NLL[1:]))
+    v = verdict(b)
+    assert status(v, "C4") is Status.PASS
+    rows = v.analysis.search.match.rows
+    assert sorted(v.analysis.tables.sid[rows].tolist()) == sids2
+    # and the first pass when it is the one printed
+    b2 = LedgerBuilder()
+    start(b2)
+    sids1 = sliding_pass(b2, nll=first)
+    sliding_pass(b2)
+    b2.reported("final", *numbers(range(1, N), first[1:]))
+    v2 = verdict(b2)
+    assert sorted(v2.analysis.tables.sid[v2.analysis.search.match.rows].tolist()) == sids1
+
+
+def test_score_first_updates_pass_c3():
+    b = LedgerBuilder()
+    start(b)
+    sliding_pass(b, update_after=True)  # chunk scored, then trained on (inputs start one token earlier)
+    b.reported("legal_ttt_exact", *numbers(range(1, N), NLL[1:]))
+    v = verdict(b)
+    assert status(v, "C3") is Status.PASS
+    assert "4 updates" in v.result("C3").summary
+
+
+def test_training_on_all_validation_before_scoring_fails_c3_with_evidence():
+    b = LedgerBuilder()
+    start(b)
+    up = b.update(0, N - 1, site="train_gpt.py:210")
+    sliding_pass(b)
+    b.reported("final", *numbers(range(1, N), NLL[1:]))
+    v = verdict(b)
+    r = v.result("C3")
+    assert r.status is Status.FAIL
+    f = r.findings[0]
+    assert f.message.startswith("position 1 was used in a gradient step at train_gpt.py:210")
+    assert "before it was scored at train_gpt.py:188" in f.message
+    assert "128 of 128" in f.message
+    ev = f.evidence[0]
+    assert ev.where == "train_gpt.py:210" and ev.positions[:3] == [1, 2, 3] and up["seq"] in ev.events
+    assert ev.time_s == pytest.approx(up["t"])
+    # the other trace rules are unaffected
+    assert status(v, "C1") is Status.PASS and status(v, "C4") is Status.PASS
+
+
+def test_c3_names_the_first_offending_position_inside_a_chunk():
+    b = LedgerBuilder()
+    start(b)
+    s1 = b.score(range(1, 65), NLL[1:65])
+    b.consume(s1, site="a:1")
+    b.update(40, 70, target="table", op="index_put_", site="train_gpt.py:300")  # 65..70 not scored yet
+    s2 = b.score(range(65, N), NLL[65:N])
+    b.consume(s2, site="a:1")
+    b.reported("final", *numbers(range(1, N), NLL[1:]))
+    r = verdict(b).result("C3")
+    assert r.status is Status.FAIL
+    assert r.findings[0].evidence[0].positions == [65, 66, 67, 68, 69, 70]
+    assert "a cache/table write" in r.findings[0].message and "6 of 128" in r.findings[0].message
+
+
+def test_c1_dependence_on_the_target_or_later_fails():
+    b = LedgerBuilder()
+    start(b)
+    pos = list(range(1, N))
+    dep = [p - 1 for p in pos]
+    dep[9] = 10  # position 10 depends on itself
+    dep[19] = 40  # position 20 on a later token
+    s = b.score(pos, NLL[1:], dep=dep, site="train_gpt.py:400")
+    b.consume(s)
+    b.reported("final", *numbers(pos, NLL[1:]))
+    r = verdict(b).result("C1")
+    assert r.status is Status.FAIL
+    assert r.findings[0].message.startswith("position 10 was scored from a value that depends on the target itself")
+    assert r.findings[0].evidence[0].positions == [10, 20]
+    assert r.findings[0].evidence[0].where == "train_gpt.py:400"
+    assert "2 scores" in r.summary
+
+
+def test_untraced_scores_make_c1_and_c3_inconclusive():
+    b = LedgerBuilder()
+    start(b)
+    pos = list(range(1, N))
+    s = b.score(pos, NLL[1:], dep=[-1] * len(pos))
+    b.consume(s)
+    b.reported("final", *numbers(pos, NLL[1:]))
+    v = verdict(b)
+    assert status(v, "C1") is Status.INCONCLUSIVE and status(v, "C3") is Status.INCONCLUSIVE
+    assert status(v, "C4") is Status.PASS  # the numbers still match
+    # a score event without any dep field at all
+    b2 = LedgerBuilder()
+    start(b2)
+    b2.ev("score", sid=[0, 1], pos=[1, 2], nll=[1.0, 2.0], grad=[False, False], op="x")
+    b2.consume([0, 1])
+    b2.reported("final", 1.5, 3.0 / LN2 / PB[[1, 2]].sum())
+    assert status(judge(b2.ledger(), printed=b2.printed(), val_tokens=VT, pos_bytes=PB), "C1") is Status.INCONCLUSIVE
+
+
+def test_min_over_passes_fails_c4():
+    b = LedgerBuilder()
+    start(b)
+    pos = list(range(1, N))
+    a = NLL[1:]
+    c = RNG.uniform(0.5, 4.0, size=N - 1)
+    sa = b.score(pos, a, site="train_gpt.py:500")
+    sb = b.score(pos, c, site="train_gpt.py:500")
+    b.combine(pos, [[x, y] for x, y in zip(sa, sb)], op="minimum", site="train_gpt.py:510")
+    b.consume(sorted(sa + sb), op="item", site="train_gpt.py:512")
+    best = np.minimum(a, c)
+    b.reported("final_multipass_exact", *numbers(pos, best))
+    v = verdict(b)
+    r = v.result("C4")
+    assert r.status is Status.FAIL
+    msgs = " ".join(f.message for f in r.findings)
+    assert "equals the min per position" in msgs and "minimum" in msgs
+    assert v.analysis.search.match.cand.selection == "min"
+    assert status(v, "C3") is Status.PASS
+
+
+def test_combine_reaching_the_print_fails_c4_even_without_a_match():
+    b = LedgerBuilder()
+    start(b)
+    sa = b.score([1, 2], [1.0, 2.0])
+    sb = b.score([1, 2], [1.5, 1.0])
+    b.combine([1, 2], [[sa[0], sb[0]], [sa[1], sb[1]]], op="where", site="t.py:9")
+    b.consume(sa + sb)
+    b.reported("final", 9.0, 9.0)  # numbers nothing reproduces
+    r = verdict(b).result("C4")
+    assert r.status is Status.FAIL and "reached the last number consumed" in r.findings[0].message
+
+
+def test_no_matching_pass_is_inconclusive_everywhere_it_matters():
+    b = LedgerBuilder()
+    start(b)
+    sliding_pass(b)
+    b.reported("final", 7.77, 3.33)
+    v = verdict(b)
+    for rid in ("C1", "C3", "C4"):
+        assert status(v, rid) is Status.INCONCLUSIVE
+        assert "no pass matches the printed score" in v.result(rid).summary
+    assert "closest" in v.result("C4").findings[0].message
+
+
+def test_printed_bpb_that_disagrees_with_the_tokenizer_bytes_fails_c4():
+    b = LedgerBuilder()
+    start(b)
+    sliding_pass(b)
+    loss, bpb = numbers(range(1, N), NLL[1:])
+    b.reported("final", loss, bpb * 0.9)  # the script counted 11% more bytes
+    r = verdict(b).result("C4")
+    assert r.status is Status.FAIL
+    assert any("wrong byte counting" in f.message for f in r.findings)
+
+
+def test_bytes_unknown_leave_c4_inconclusive_but_find_the_pass():
+    b = LedgerBuilder()
+    start(b)
+    sliding_pass(b)
+    b.reported("final", *numbers(range(1, N), NLL[1:]))
+    v = judge(b.ledger(), printed=b.printed(), val_tokens=VT, pos_bytes=None, seq_lens=[64])
+    assert status(v, "C4") is Status.INCONCLUSIVE and status(v, "C3") is Status.PASS
+
+
+def test_skipped_positions_fail_c4():
+    b = LedgerBuilder()
+    start(b)
+    pos = [p for p in range(1, N) if not 50 <= p < 60]
+    sliding_pass(b, positions=pos)
+    b.reported("final", *numbers(pos, NLL[pos]))
+    r = verdict(b).result("C4")
+    assert r.status is Status.FAIL
+    f = next(f for f in r.findings if "never scored" in f.message)
+    assert "10 target positions" in f.message and "(first: 50)" in f.message
+
+
+def test_tail_truncation_to_the_sequence_length_is_not_a_skip():
+    vt = np.r_[VT, VT[:10]]  # 139 tokens: 138 targets, 128 = 2 x 64 evaluated
+    pb = np.r_[PB, PB[1:11]]
+    b = LedgerBuilder()
+    start(b)
+    sliding_pass(b)
+    b.reported("final", *numbers(range(1, N), NLL[1:]))
+    ok = judge(b.ledger(), printed=b.printed(), val_tokens=vt, pos_bytes=pb, seq_lens=[64])
+    assert status(ok, "C4") is Status.PASS and "seq-len 64 truncation" in ok.result("C4").summary
+    warn = judge(b.ledger(), printed=b.printed(), val_tokens=vt, pos_bytes=pb, seq_lens=[50])
+    assert status(warn, "C4") is Status.WARN
+    bad = judge(b.ledger(), printed=b.printed(), val_tokens=vt, pos_bytes=pb, seq_lens=[])
+    assert status(bad, "C4") is Status.FAIL
+
+
+def test_a_position_scored_twice_in_the_reported_pass_fails_c4():
+    b = LedgerBuilder()
+    start(b)
+    pos = list(range(1, N)) + [5]
+    nll = list(NLL[1:]) + [NLL[5]]
+    s = b.score(pos, nll)
+    b.consume(s)
+    b.reported("final", float(np.mean(nll)), float(np.sum(nll) / LN2 / PB[pos].sum()))
+    r = verdict(b).result("C4")
+    assert r.status is Status.FAIL
+    assert any("position 5 is scored 2 times" in f.message for f in r.findings)
+
+
+def test_ranks_each_consume_their_share_and_a_cross_rank_update_counts():
+    b = LedgerBuilder()
+    start(b)
+    b.read(0, N, rank=1)
+    pos0, pos1 = list(range(1, 65)), list(range(65, N))
+    s0 = b.score(pos0, NLL[pos0], rank=0)
+    b.update(60, 70, rank=1, site="train_gpt.py:777")  # rank 1 touches 65..70 before it scores them
+    s1 = b.score(pos1, NLL[pos1], rank=1)
+    b.consume(s0, op="all_reduce", rank=0, site="train_gpt.py:300")
+    b.consume(s1, op="all_reduce", rank=1, site="train_gpt.py:300")
+    b.reported("final", *numbers(range(1, N), NLL[1:]))
+    v = verdict(b)
+    assert v.analysis.search.match.rows.size == N - 1  # the union over both ranks
+    assert "2 ranks" in v.analysis.search.match.cand.label
+    r = v.result("C3")
+    assert r.status is Status.FAIL and r.findings[0].evidence[0].positions == [65, 66, 67, 68, 69, 70]
+    assert "rank 1" in r.findings[0].evidence[0].detail
+
+
+def test_c2_obvious_only_for_a_negative_nll():
+    b = LedgerBuilder()
+    start(b)
+    nll = NLL.copy()
+    nll[7] = -0.5
+    sliding_pass(b, nll=nll)
+    b.reported("final", *numbers(range(1, N), nll[1:]))
+    r = verdict(b).result("C2")
+    assert r.status is Status.FAIL and "position 7" in r.findings[0].message
+
+
+def test_no_printed_score_and_untraced_runs():
+    b = LedgerBuilder()
+    start(b)
+    sliding_pass(b)
+    v = judge(b.ledger(), printed=None, val_tokens=VT, pos_bytes=PB)
+    assert status(v, "C4") is Status.INCONCLUSIVE and "printed no final" in v.result("C4").summary
+    u = LedgerBuilder()
+    u.run_start(traced=False)
+    u.train_read()
+    u.artifact_write()
+    u.read(0, N)
+    u.reported("final", 1.0, 1.0)
+    vu = judge(u.ledger(), printed=u.printed(), val_tokens=VT, pos_bytes=PB)
+    assert all(status(vu, r) is Status.NOT_RUN for r in ("C1", "C3", "C4"))
+    assert status(vu, "D1") is Status.PASS
+    m = LedgerBuilder()
+    m.run_start()
+    m.phase("runtime_ready")
+    m.events[-1]["parts"] = {"io_hooks": "ok", "tracer": "failed: ImportError: x"}
+    m.read(0, N)
+    m.reported("final", 1.0, 1.0)
+    vm = judge(m.ledger(), printed=m.printed(), val_tokens=VT, pos_bytes=PB)
+    assert status(vm, "C3") is Status.INCONCLUSIVE and "tracer did not start" in vm.result("C3").summary
+
+
+def test_validation_never_observed_is_inconclusive():
+    b = LedgerBuilder()
+    start(b, read=False)
+    sliding_pass(b)
+    b.reported("final", *numbers(range(1, N), NLL[1:]))
+    v = verdict(b)
+    for rid in ("C1", "C3", "C4", "D1"):
+        assert status(v, rid) is Status.INCONCLUSIVE, rid
+        assert "never observed" in v.result(rid).summary
+
+
+# ---------------------------------------------------------------- data access
+
+
+def test_d1_update_before_the_artifact_fails():
+    b = LedgerBuilder()
+    b.run_start()
+    b.train_read()
+    b.read(0, N, site="train_gpt.py:70")
+    b.update(0, 63, target="buffer", op="copy_", site="train_gpt.py:450")
+    b.artifact_write()
+    r = judge(b.ledger(), printed=None).result("D1")
+    assert r.status is Status.FAIL
+    assert "running-statistic (buffer) update at train_gpt.py:450" in r.findings[0].message
+    assert r.findings[0].evidence[0].positions == [0]
+
+
+def test_d1_early_read_policies():
+    b = LedgerBuilder()
+    b.run_start()
+    b.read(0, N, site="train_gpt.py:70")
+    b.train_read()
+    b.artifact_write()
+    assert judge(b.ledger(), printed=None).result("D1").status is Status.WARN
+    strict = judge(b.ledger(), printed=None, params={"D1": {"early_read": "fail"}}, titles={})
+    assert strict.result("D1").status is Status.FAIL
+    u = LedgerBuilder()
+    u.run_start(traced=False)
+    u.read(0, N)
+    u.artifact_write()
+    assert judge(u.ledger(), printed=None).result("D1").status is Status.INCONCLUSIVE
+    n = LedgerBuilder()
+    n.run_start()
+    n.read(0, N)
+    assert "no artifact" in judge(n.ledger(), printed=None).result("D1").summary
+
+
+def test_d2_and_b4_training_read_after_the_artifact():
+    b = LedgerBuilder()
+    start(b)
+    late = b.train_read(site="train_gpt.py:888", first=False)
+    v = judge(b.ledger(), printed=None)
+    assert status(v, "D2") is Status.FAIL and status(v, "B4") is Status.FAIL
+    f = v.result("D2").findings[0]
+    assert f.evidence[0].where == "train_gpt.py:888" and late["seq"] in f.evidence[0].events
+    assert "D2" in v.result("B4").summary
+    none = LedgerBuilder()
+    start(none, train=False)
+    vn = judge(none.ledger(), printed=None)
+    assert status(vn, "D2") is Status.INCONCLUSIVE and status(vn, "B4") is Status.INCONCLUSIVE
+
+
+def test_d3_network_and_download_commands():
+    b = LedgerBuilder()
+    start(b)
+    b.net("huggingface.co", 443, site="train_gpt.py:12")
+    v = judge(b.ledger(), printed=None)
+    assert status(v, "D3") is Status.FAIL and status(v, "B4") is Status.FAIL
+    assert "huggingface.co:443" in v.result("D3").findings[0].message
+    c = LedgerBuilder()
+    start(c)
+    c.ev("subprocess", argv=["nvidia-smi"], allowed=True)
+    assert judge(c.ledger(), printed=None).result("D3").status is Status.PASS
+    c.ev("subprocess", argv=["/usr/bin/wget", "http://x/y.bin"], allowed=False)
+    assert judge(c.ledger(), printed=None).result("D3").status is Status.FAIL
+
+
+# ---------------------------------------------------------------- budgets
+
+
+def test_budgets_informational_at_tiny_scale_and_decisive_at_full_scale():
+    b = LedgerBuilder()
+    start(b)
+    tiny = judge(b.ledger(), printed=None, scale="tiny")
+    assert tiny.result("B2").status is Status.PASS and tiny.result("B2").severity == "info"
+    phases = {"train_start": 0.0, "train_end": 590.0, "eval_start": 590.0, "eval_end": 1300.0}
+    full = judge(b.ledger(), printed=None, scale="full", phases=phases)
+    assert full.result("B2").status is Status.PASS
+    assert full.result("B3").status is Status.FAIL and "710.0 s" in full.result("B3").summary
+    killed = judge(b.ledger(), printed=None, scale="full", run_reason="train_budget",
+                   phases={"train_start": 0.0, "train_end": None})
+    assert killed.result("B2").status is Status.FAIL
+    assert killed.result("B3").status is not Status.FAIL
+
+
+# ---------------------------------------------------------------- evaluate(): a run's out folder
+
+
+def test_evaluate_reads_the_out_folder(tmp_path):
+    from harness.config import load_config
+    from harness.verdict import evaluate, verdict_for_run
+
+    b = LedgerBuilder()
+    start(b)
+    sliding_pass(b)
+    loss, bpb = numbers(range(1, N), NLL[1:])
+    ledger_dir = b.write(tmp_path / "ledger")
+    np.save(tmp_path / "val_tokens.npy", VT.astype(np.uint16))
+    rr = SimpleNamespace(reported=SimpleNamespace(tag="final", val_loss=loss, val_bpb=bpb, line=""), reason="ok",
+                         phases={}, out_dir=str(tmp_path), tokenizer=None, env={"TRAIN_SEQ_LEN": "64"}, scale="tiny")
+    cfg = load_config()
+    results = {r.rule_id: r for r in evaluate(ledger_dir, rr, cfg)}
+    assert results["C3"].status is Status.PASS and results["C1"].status is Status.PASS
+    assert results["C4"].status is Status.INCONCLUSIVE  # no tokenizer: val_bpb not recomputed
+    assert results["C1"].title == cfg.rules["C1"].title
+    v = verdict_for_run(ledger_dir, rr, cfg)
+    assert any("no tokenizer" in n for n in v.notes)
+    with pytest.raises(BadInput):
+        evaluate(tmp_path / "missing", rr, cfg)
+
+
+def test_evaluate_recomputes_bpb_from_the_tokenizer(tmp_path):
+    from harness import bpb as hb
+    from harness.config import load_config
+    from harness.data import ensure_data
+    from harness.shards import read_shard
+    from harness.verdict import evaluate
+
+    paths = ensure_data(1024, cache_dir=tmp_path / "cache")
+    vt = read_shard(paths.val_files[0])[:N].astype(np.int64)
+    pb = hb.stream_bytes(hb.byte_tables(paths.tokenizer), vt)
+    b = LedgerBuilder()
+    start(b)
+    sliding_pass(b)
+    pos = np.arange(1, N)
+    loss, bpb = float(NLL[pos].mean()), float(NLL[pos].sum() / LN2 / pb[pos].sum())
+    np.save(tmp_path / "val_tokens.npy", vt.astype(np.uint16))
+    rr = {"reported": ("final", loss, bpb), "out_dir": str(tmp_path), "tokenizer": str(paths.tokenizer),
+          "env": {"TRAIN_SEQ_LEN": "64"}}
+    res = {r.rule_id: r for r in evaluate(b.write(tmp_path / "ledger"), rr, load_config())}
+    assert res["C4"].status is Status.PASS, res["C4"].summary
+    rr["reported"] = ("final", loss, bpb * 1.05)
+    res = {r.rule_id: r for r in evaluate(tmp_path / "ledger", rr, load_config())}
+    assert res["C4"].status is Status.FAIL
+
+
+def test_enabled_rules_only_and_stats_are_cumulative():
+    b = LedgerBuilder()
+    start(b)
+    sliding_pass(b)
+    b.reported("final", *numbers(range(1, N), NLL[1:]))
+    b.stats(unruled={"aten.foo": 3}, escapes=1, traced_ops=10)
+    b.stats(unruled={"aten.foo": 5}, escapes=2, traced_ops=50)  # the same counters, later
+    v = verdict(b, enabled={"C3", "D3"})
+    assert [r.rule_id for r in v.results] == ["C3", "D3"]
+    assert v.analysis.stats.traced_ops == 50 and v.analysis.stats.unruled_ops == {"aten.foo": 5}
+    assert "5 unruled" in v.result("C3").summary
+
+
+def test_without_consume_events_the_pass_is_inferred_from_score_order():
+    b = LedgerBuilder()
+    start(b)
+    b.score(range(1, N), NLL[1:] + 0.2)  # a diagnostic pass
+    for c in range(1, N, 32):  # the reported pass, no consume recorded (the value escaped untraced)
+        b.score(range(c, c + 32), NLL[c : c + 32])
+        b.score(range(c, c + 32), NLL[c : c + 32] * 2, grad=True)  # training forwards do not count
+    b.reported("final", *numbers(range(1, N), NLL[1:]))
+    r = verdict(b).result("C4")
+    assert r.status is Status.PASS and "inferred from score order" in r.summary
