@@ -321,8 +321,14 @@ class _Index:
         scope = node if isinstance(node, _FUNCS) else self.scope_of(node)
         return _train_read(node, self._readers, self.scopes[scope].train)
 
-    def line(self, lineno: int) -> str:
-        return self.lines[lineno - 1].strip()[:200] if 0 < lineno <= len(self.lines) else ""
+    def line(self, lineno: int, col: int = 0) -> str:
+        """The line as evidence; on a long (minified) line, the part starting at col."""
+        if not 0 < lineno <= len(self.lines):
+            return ""
+        text = self.lines[lineno - 1]
+        if len(text.strip()) <= 200 or col <= 0:
+            return text.strip()[:200]
+        return "…" + text[col:col + 199].strip()
 
     # ---- taint: names whose value derives from seed identifiers (flow-insensitive, per scope)
     def _assignments(self, scope: ast.AST) -> list[tuple[ast.AST, ast.AST]]:
@@ -544,8 +550,9 @@ def _score_first(ix: _Index, node: ast.AST, depth: int = 3) -> bool:
 
 def _hint(ix: _Index, filename: str, pattern: str, node_or_line: ast.AST | int, message: str) -> Hint:
     lineno = node_or_line if isinstance(node_or_line, int) else getattr(node_or_line, "lineno", 0)
+    col = 0 if isinstance(node_or_line, int) else getattr(node_or_line, "col_offset", 0) or 0
     return Hint(rule_id=RULES[pattern], pattern=pattern, where=f"{filename}:{lineno}", message=message,
-                snippet=ix.line(lineno))
+                snippet=ix.line(lineno, col))
 
 
 # ------------------------------------------------------------------ patterns
@@ -988,6 +995,10 @@ def _train_read(node: ast.AST, readers: dict[str, str], handles: set[str] | froz
     return None
 
 
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
+
+
 def _train_readers(ix: _Index) -> dict[str, str]:
     """Functions/classes that read training data, directly or through others: name -> how. A loader-like
     name that merely mentions the training files counts; a config class that defines the path does not."""
@@ -996,6 +1007,8 @@ def _train_readers(ix: _Index) -> dict[str, str]:
     for cname, c in ix.classes.items():
         bodies.setdefault(cname, []).append(c)
     for name, nodes in bodies.items():
+        if _is_dunder(name):
+            continue  # every class has an __init__: the class itself carries what its methods read
         for node in nodes:
             hit = _train_read(node, {}, ix.scopes[node].train if node in ix.scopes else frozenset())
             if hit is None and _LOADER_NAME.search(name):
@@ -1008,7 +1021,7 @@ def _train_readers(ix: _Index) -> dict[str, str]:
     while changed:
         changed = False
         for name, nodes in bodies.items():
-            if name in readers or name in ("main",):
+            if name in readers or name in ("main",) or _is_dunder(name):
                 continue
             for node in nodes:
                 callee = next((_callee(c) for c in ast.walk(node) if isinstance(c, ast.Call)
@@ -1039,10 +1052,11 @@ def _p_train_after_training(ix: _Index, fn: str) -> list[Hint]:
     if best is None:
         return []
     _, loop, scope = best
-    regions: list[tuple[ast.AST, int]] = [(scope, _end(loop)[0])]
+    # positions, not lines: minified and unwrapped sources put several statements on one line
+    regions: list[tuple[ast.AST, tuple[int, int]]] = [(scope, _end(loop))]
     if isinstance(scope, _FUNCS):  # the loop's function is called: what follows the call also counts
         for c in ix.calls.get(scope.name, []):
-            regions.append((ix.scope_of(c), _end(c)[0]))
+            regions.append((ix.scope_of(c), _end(c)))
     hints: list[Hint] = []
     for region, after in regions:
         body = getattr(region, "body", [])
@@ -1062,14 +1076,15 @@ def _p_train_after_training(ix: _Index, fn: str) -> list[Hint]:
     return hints
 
 
-def _stmts_after(body: list[ast.stmt], line: int) -> Iterator[ast.stmt]:
-    """Statements (recursing into compound statements that straddle `line`) starting after line."""
+def _stmts_after(body: list[ast.stmt], pos: tuple[int, int]) -> Iterator[ast.stmt]:
+    """Statements starting at or after pos (line, column), recursing into compound statements that
+    straddle it. `a = train(); serialize()` on one line: serialize() is after the call."""
     for st in body:
-        if st.lineno > line:
+        if _pos(st) >= pos:
             yield st
-        elif (_end(st)[0] or 0) > line and not isinstance(st, _SCOPES):
+        elif _end(st) > pos and not isinstance(st, _SCOPES):
             for part in ("body", "orelse", "finalbody", "handlers"):
-                yield from _stmts_after(getattr(st, part, []) or [], line)
+                yield from _stmts_after(getattr(st, part, []) or [], pos)
 
 
 # ------------------------------------------------------------------ parsing (with repair) and fallback
@@ -1118,6 +1133,12 @@ def _parse(source: str) -> tuple[ast.Module | None, list[int], SyntaxError | Non
         except (ValueError, RecursionError, MemoryError) as e:  # NUL bytes, absurd nesting
             return None, repaired, SyntaxError(str(e))
     return None, repaired, first_err
+
+
+def parse_lenient(source: str) -> ast.Module | None:
+    """The module's AST, blanking f-strings this Python cannot parse (PEP 701 sources under 3.11);
+    None when it still does not parse. Shared with the code-file scan in harness.submission."""
+    return _parse(source)[0]
 
 
 _REGEX_FALLBACK: list[tuple[str, re.Pattern[str], str]] = [

@@ -179,6 +179,9 @@ class LogSummary:
     raw_model_bytes: int | None = None  # uncompressed torch.save size ("Serialized model: N bytes")
     gpu_name: str | None = None  # e.g. "NVIDIA H100 80GB HBM3" from nvidia-smi
     lines_read: int = 0
+    # "train": the log shows training (step lines, train_time, stopping_early); "eval": it reports a score
+    # but shows no training (a separate evaluation run, e.g. ngram_eval_seed42.log); "other": neither
+    kind: str = "other"
 
 
 # ------------------------------------------------------------------ parsing
@@ -453,7 +456,15 @@ def _summarize(p: _Parser, path: str, score_tag: str | None, hit_cap: bool, extr
         model_bytes=p.sizes.get("model"), total_bytes=total, hardware=hardware, world_size=p.world_size,
         warnings=warnings, score_tag=score_tag, eval_time_source=eval_src, eval_time_sum_ms=eval_sum,
         raw_model_bytes=p.sizes.get("raw_model"), gpu_name=p.gpu_name, lines_read=p.n,
+        kind=_kind(p),
     )
+
+
+def _kind(p: "_Parser") -> str:
+    trained = p.stop is not None or p.last_step is not None or p.train_time_any is not None
+    if trained:
+        return "train"
+    return "eval" if p.scores else "other"
 
 
 _Lines = Callable[[], Iterable[tuple[int, str, bool]]]  # a fresh pass over the lines; `.capped` after it
@@ -510,6 +521,81 @@ def parse_log_text(text: str, *, path: str = "<text>", score_tag: str | None = N
     import io
 
     return _parse(lambda: _Reader(io.StringIO(text, newline=None)), path, score_tag)
+
+
+# ------------------------------------------------------------------ logs of one seed
+
+@dataclass
+class SeedRun:
+    """The logs of one seed: its training log and any separate evaluation logs (a record may ship
+    train_seed42.log and ngram_eval_seed42.log). The seed's reported score is the last evaluation-only
+    log's final line when there is one (the later stage), else the training log's."""
+
+    seed: int | None
+    logs: list[LogSummary]  # the training log first (if any), then eval-only logs in file order
+    final: ScoreLine | None
+    final_log: str | None  # path of the log the final score comes from
+    warnings: list[str] = field(default_factory=list)
+
+    def _first(self, attr: str):
+        return next((getattr(lg, attr) for lg in self.logs if getattr(lg, attr) is not None), None)
+
+    @property
+    def train_time_ms(self) -> float | None:
+        return self._first("train_time_ms")
+
+    @property
+    def model_bytes(self) -> int | None:
+        return self._first("model_bytes")
+
+    @property
+    def total_bytes(self) -> int | None:
+        return self._first("total_bytes")
+
+    @property
+    def eval_time_ms(self) -> float | None:
+        """Evaluation time stated for the passes behind the reported score: the training log's, plus every
+        eval-only log's. None when an eval-only log states no time (unknown, not zero)."""
+        times = [lg.eval_time_ms for lg in self.logs if lg.final is not None]
+        if not times or any(t is None for t in times):
+            return None
+        return float(sum(times))
+
+
+def seed_runs(summaries: Iterable[LogSummary]) -> list[SeedRun]:
+    """Group logs into runs: every training log is a run; an eval-only log joins the single training
+    log of its seed, else stands alone. Logs without a score (ablations, notes) are left out."""
+    logs = [lg for lg in summaries if lg.final is not None]
+    runs: list[SeedRun] = []
+    by_seed: dict[int, list[SeedRun]] = {}
+    for lg in logs:
+        if lg.kind == "eval":
+            continue
+        run = SeedRun(seed=lg.seed, logs=[lg], final=lg.final, final_log=lg.path)
+        runs.append(run)
+        if lg.seed is not None:
+            by_seed.setdefault(lg.seed, []).append(run)
+    for seed, rs in by_seed.items():
+        if len(rs) > 1:
+            names = ", ".join(Path(r.final_log or "").name for r in rs)
+            for r in rs:
+                r.warnings.append(f"{len(rs)} training logs state seed {seed} ({names})")
+    for lg in logs:
+        if lg.kind != "eval":
+            continue
+        rs = by_seed.get(lg.seed, []) if lg.seed is not None else []
+        if len(rs) == 1:
+            run = rs[0]
+            run.logs.append(lg)
+            run.warnings.append(f"reported score from {Path(lg.path).name} (evaluation-only log) after "
+                                f"{Path(run.logs[0].path).name}")
+            run.final, run.final_log = lg.final, lg.path
+        else:
+            run = SeedRun(seed=lg.seed, logs=[lg], final=lg.final, final_log=lg.path)
+            if rs:
+                run.warnings.append(f"evaluation-only log; {len(rs)} training logs share seed {lg.seed}")
+            runs.append(run)
+    return runs
 
 
 # ------------------------------------------------------------------ finding logs in a folder

@@ -126,12 +126,16 @@ def parse_claims(path: Path) -> Claims:
     return c
 
 
-def _local_imports(source: str, folder: Path) -> list[Path]:
-    """Local modules (folder/X.py or folder/X/) that the source imports."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return []
+def _tree(source: str) -> ast.Module | None:
+    """AST of a source; sources using newer syntax (3.12 f-strings) still parse, with those f-strings
+    blanked, so a script written for a newer Python does not hide its helper files."""
+    from harness.hints import parse_lenient
+
+    return parse_lenient(source)
+
+
+def _imported_names(tree: ast.Module) -> set[str]:
+    """Top-level module names the tree imports (relative imports give the imported names)."""
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -142,12 +146,23 @@ def _local_imports(source: str, folder: Path) -> list[Path]:
             names.update(a.name for a in node.names)
             if node.module:
                 names.add(node.module.split(".")[0])
-        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "__import__" and node.args:
-            a0 = node.args[0]
+        elif (isinstance(node, ast.Call) and node.args
+              and (getattr(node.func, "id", None) in ("__import__", "import_module")
+                   or getattr(node.func, "attr", None) == "import_module")):
+            a0 = node.args[0]  # __import__("x"), importlib.import_module("x")
             if isinstance(a0, ast.Constant) and isinstance(a0.value, str):
                 names.add(a0.value.split(".")[0])
+    names.discard("")
+    return names
+
+
+def _local_imports(source: str, folder: Path) -> list[Path]:
+    """Local modules (folder/X.py or folder/X/) that the source imports."""
+    tree = _tree(source)
+    if tree is None:
+        return []
     out = []
-    for n in sorted(names):
+    for n in sorted(_imported_names(tree)):
         if (folder / f"{n}.py").is_file():
             out.append(folder / f"{n}.py")
         elif (folder / n).is_dir():
@@ -157,9 +172,8 @@ def _local_imports(source: str, folder: Path) -> list[Path]:
 
 def _loaded_files(source: str, folder: Path) -> list[Path]:
     """Files of the folder named in string literals of the source (kernels, tokenizers, helpers)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    tree = _tree(source)
+    if tree is None:
         return []
     out: set[Path] = set()
     for node in ast.walk(tree):
@@ -195,6 +209,94 @@ def code_files(script: Path, source: str) -> list[CodeFile]:
                 if f.suffix == ".py":
                     todo.append((f, f.read_text(encoding="utf-8", errors="replace")))
     return list(files.values())
+
+
+# Top-level packages that records import from their environment (GPU kernels, compressors, tokenizers):
+# never a file the folder has to ship, even when this machine does not have them installed.
+KNOWN_PACKAGES = frozenset({
+    "torch", "numpy", "sentencepiece", "triton", "flash_attn", "flash_attn_interface", "flash_attn_3",
+    "hopper", "brotli", "brotlicffi", "zstandard", "zstd", "pyzstd", "compression", "transformers", "tokenizers",
+    "datasets", "huggingface_hub", "einops", "tqdm", "wandb", "mlx", "scipy", "safetensors", "tiktoken", "fla",
+    "liger_kernel", "apex", "xformers", "bitsandbytes", "cutlass", "nvidia", "pandas", "psutil", "requests",
+    "yaml", "regex", "numba", "jax", "ninja", "setuptools", "pybind11", "nanobind", "torchao", "kernels",
+    "transformer_engine", "modal", "matplotlib", "sklearn", "cupy", "pynvml", "packaging", "typing_extensions",
+})
+_MAX_SCAN_FILES = 2000
+
+
+@dataclass
+class UnaccountedCode:
+    """Code the strict total may be missing: evidence that it is a lower bound."""
+
+    missing_modules: list[str] = field(default_factory=list)  # imported, not in the folder, not installed here
+    unreferenced: list[CodeFile] = field(default_factory=list)  # code files in the folder nothing scanned names
+
+    @property
+    def unreferenced_bytes(self) -> int:
+        return sum(f.bytes for f in self.unreferenced)
+
+
+def _is_installed(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def unaccounted_code(script: Path, source: str, counted: list[CodeFile]) -> UnaccountedCode:
+    """What code_files() could not account for.
+
+    missing_modules: names the scanned sources import that are neither a file of the folder, nor the
+    standard library, nor a known environment package, nor installed here (e.g. a helper module the
+    copy of the folder lacks: the strict total is then a lower bound). unreferenced: files with a code
+    suffix in the folder (depth <= 3) that no scanned source names (a kernel loaded by a missing module,
+    a readable copy of a wrapped script); listed so a reader can judge whether strict should count them.
+    """
+    import sys
+
+    folder = script.parent
+    out = UnaccountedCode()
+    names: set[str] = set()
+    for cf in counted:
+        if cf.path.suffix != ".py":
+            continue
+        text = source if cf.path == script else cf.path.read_text(encoding="utf-8", errors="replace")
+        tree = _tree(text)
+        if tree is not None:
+            names |= _imported_names(tree)
+    std = set(getattr(sys, "stdlib_module_names", ()))
+    for n in sorted(names):
+        if n in std or n in KNOWN_PACKAGES or n.startswith("_") or n == "__future__":
+            continue
+        if (folder / f"{n}.py").is_file() or (folder / n).is_dir() or _is_installed(n):
+            continue
+        out.missing_modules.append(n)
+    known = {cf.path.resolve() for cf in counted}
+    seen = 0
+
+    def walk(d: Path, depth: int) -> None:
+        nonlocal seen
+        try:
+            entries = sorted(d.iterdir(), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            if seen >= _MAX_SCAN_FILES or e.name.startswith(".") or e.name == "__pycache__":
+                continue
+            if e.is_dir() and not e.is_symlink():
+                if depth < 3:
+                    walk(e, depth + 1)
+            elif e.is_file() and e.suffix in CODE_SUFFIXES:
+                seen += 1
+                if e.resolve() not in known:
+                    rel = e.relative_to(folder)
+                    out.unreferenced.append(CodeFile(e, e.stat().st_size, f"in the folder, not named by "
+                                                                          f"the scanned code ({rel})"))
+
+    walk(folder, 0)
+    return out
 
 
 def load_submission(path: str | Path, artifact: str | Path | None = None) -> Submission:

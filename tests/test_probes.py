@@ -57,8 +57,22 @@ def test_legal_cache_details():
     c2 = by["c2"]
     assert c2.numbers["exhaustive"] and c2.numbers["z"] == pytest.approx(1.0, abs=1e-9)
     assert by["c1"].numbers["replay"]["identical"]
-    assert section["variants"] == 2 + 2 + 2 + 1 + (V - 1)  # base, replay, c1 x2, canaries x2, base_c2, c2
+    # base, replay, c1 x2, canaries x2, the batched stream, then base_c2 and one variant per other token
+    assert section["variants"] == 2 + 2 + 2 + 1 + 1 + (V - 1)
     assert "c2-shift" not in by
+    # an adaptive cache scores the same token differently at the batched stream's two control sites
+    assert "carries state" in c2.numbers["batched"]
+
+
+def test_batched_c2_is_exact_for_a_fixed_model_and_catches_a_target_peek():
+    by, _, section = _session(STANDINS["fixed_bigram"][0](V))
+    c2 = by["c2"]
+    assert c2.numbers["mode"] == "batched" and c2.status is Status.PASS
+    assert c2.numbers["z"] == pytest.approx(1.0, abs=1e-9) and c2.numbers["sites"] == V
+    assert section["variants"] == 2 + 2 + 2 + 1  # no per-candidate variants needed
+    by2, _, _ = _session(STANDINS["fixed_target_peek"][0](V))
+    assert by2["c2"].numbers["mode"] == "batched" and by2["c2"].status is Status.FAIL
+    assert by2["c2"].numbers["z"] > 2
 
 
 def test_hashed_blend_sum_far_above_one_and_canary_tracer_free_with_small_table():

@@ -116,3 +116,19 @@ def test_c1_sites_and_plan():
     for t in plan.sites:
         v = next(x for x in variants if x.name == plan.names[t])
         assert np.array_equal(v.tokens[:t + 1], b[:t + 1]) and v.tokens[t + 1] != b[t + 1]
+
+
+def test_batched_sites_layout():
+    from harness.probes.streams import batched_sites
+
+    L = 8
+    ctx = np.arange(10, 10 + L, dtype=np.uint16)
+    fill = np.arange(30, 30 + L, dtype=np.uint16)
+    b = batched_sites(ctx, fill, [5, 6, 7], control=9)
+    assert b.tokens.size == 2 * L * 5 + 1 and b.tokens[0] == BOS_ID
+    assert b.candidates == [9, 5, 6, 7, 9] and b.controls == (0, 4)
+    for p, v in zip(b.sites, b.candidates):
+        assert p % (2 * L) == 0 and b.tokens[p] == v
+        assert np.array_equal(b.tokens[p - L:p], ctx)  # the sequence that predicts the site is the context
+        # and a sequence-aligned evaluation (stream length k*L + 1) keeps every site
+        assert p <= ((b.tokens.size - 1) // L) * L

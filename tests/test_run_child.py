@@ -352,7 +352,7 @@ def test_cli_run_failed_is_one_line_and_exit_4(data: Path, tmp_path: Path, capsy
 def test_cli_run_ok_exit_by_verdict(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     js = tmp_path / "r.json"
     rc = cli_main(["run", str(SCRIPTS / "normal.py"), "--data-path", str(data), "--out", str(tmp_path / "o"),
-                   "--json", str(js)])
+                   "--json", str(js), "--no-trace"])
     out, err = capsys.readouterr()
     report = json.loads(js.read_text())
     assert rc == report["exit_code"] and rc in (0, 1, 2)

@@ -63,6 +63,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_ranks_ddp_on_gloo(tmp_path: Path) -> None:
     script = tmp_path / "train_gpt.py"
     script.write_text(textwrap.dedent(DDP_SCRIPT))

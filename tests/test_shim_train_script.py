@@ -106,6 +106,7 @@ print(f"final_roundtrip_exact val_loss:{loss:.8f} val_bpb:{loss / math.log(2):.8
 '''
 
 
+@pytest.mark.slow
 def test_record_shaped_script_runs_on_cpu(tmp_path: Path) -> None:
     script = tmp_path / "train_gpt.py"
     script.write_text(textwrap.dedent(SCRIPT))

@@ -520,3 +520,20 @@ def test_without_consume_events_the_pass_is_inferred_from_score_order():
     b.reported("final", *numbers(range(1, N), NLL[1:]))
     r = verdict(b).result("C4")
     assert r.status is Status.PASS and "inferred from score order" in r.summary
+
+
+def test_a_consumed_value_equal_to_the_print_identifies_the_pass_when_nlls_do_not():
+    # the tracer missed part of the computation: recorded NLLs differ from what the script summed
+    b = LedgerBuilder()
+    start(b)
+    pos = list(range(1, N))
+    dep = [p - 1 for p in pos]
+    dep[3] = 4  # and one score looked at its target
+    s = b.score(pos, NLL[1:], dep=dep)
+    true_loss = float(NLL[1:].mean()) - 0.25
+    b.consume(s, value=true_loss, site="train_gpt.py:450")
+    b.reported("final", true_loss, 1.0)
+    v = verdict(b)
+    assert v.analysis.search.match.by_value
+    assert status(v, "C4") is Status.INCONCLUSIVE and "cannot be recomputed" in v.result("C4").findings[0].message
+    assert status(v, "C1") is Status.FAIL and status(v, "C3") is Status.PASS

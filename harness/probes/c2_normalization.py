@@ -23,7 +23,7 @@ import numpy as np
 from harness.probes.execute import Variant, VariantRun
 from harness.probes.outcome import ProbeOutcome
 from harness.probes.stats import NormalizationSum, decide_normalization, format_p, normal_quantile, normalization_sum
-from harness.probes.streams import sample_candidates, with_token
+from harness.probes.streams import BatchedSites, batched_sites, sample_candidates, with_token
 from harness.results import Evidence, Status
 
 MAX_FORCED = 16
@@ -286,3 +286,62 @@ def shift_outcome(c2: ProbeOutcome, replay_identical: bool | None) -> ProbeOutco
     return ProbeOutcome("c2-shift", "C1", Status.INCONCLUSIVE,
                         f"changing only the token at position {site} moved earlier scores (first {first}), but {why}, "
                         "so nondeterminism cannot be ruled out.", power, ev, {"moved": moved}, tracer_free=False)
+
+
+# ---------------------------------------------------------------- batched: the whole vocabulary in one run
+
+
+BATCHED = "c2_batched"
+
+
+def plan_c2_batched(base: np.ndarray, vocab: int, block: int, rng: np.random.Generator) -> tuple[BatchedSites, Variant]:
+    """Every token of the vocabulary after the context of the base stream's last position, in a random
+    order, in one stream (see streams.batched_sites)."""
+    t = int(base.size - 1)
+    context = np.asarray(base[t - block:t], dtype=np.uint16)
+    filler = np.asarray(base[1:block + 1], dtype=np.uint16)
+    cands = rng.permutation(vocab).tolist()
+    b = batched_sites(context, filler, cands, int(base[t]))
+    return b, Variant(BATCHED, b.tokens, "c2")
+
+
+def analyze_c2_batched(b: BatchedSites, run: VariantRun | None, vocab: int,
+                       params: dict[str, Any]) -> tuple[ProbeOutcome | None, str]:
+    """(outcome, why not): an outcome only when the batched sum is exact for this script: every site
+    scored by a ledger that adds up to the printed total, and the two control sites bitwise equal."""
+    tol = float(params.get("normalization_tolerance", 1e-3))
+    if run is None or not run.ok:
+        return None, f"the batched run failed ({'not run' if run is None else run.reason})"
+    if run.scores is None or not _exact(run):
+        return None, f"the batched run's ledger cannot be used ({run.score_note or 'scores do not add up'})"
+    missing = [p for p in b.sites if p not in run.scores]
+    if missing:
+        return None, f"{len(missing)} site(s) not scored (first at position {missing[0]})"
+    c0, c1 = (run.scores[b.sites[i]] for i in b.controls)
+    if c0 != c1:
+        return None, (f"the same token after the same context scored {c0:.6f} then {c1:.6f} nats: the evaluation "
+                      "carries state between sequences (adaptive, or overlapping context), so one stream cannot "
+                      "stand for one distribution")
+    sites = b.sites[1:-1]
+    nll = {int(v): run.scores[p] for p, v in zip(sites, b.candidates[1:-1])}
+    ns = normalization_sum(int(b.sites[-1]), vocab, {}, nll)
+    z = ns.partial_sum
+    numbers = {"mode": "batched", "vocab": vocab, "z": z, "exhaustive": True, "sites": len(sites),
+               "controls": [c0, c1], "stream_length": int(b.tokens.size), "partial_sum": z,
+               "top": [{"token": v, "p": p} for v, p in ns.top]}
+    ev = [Evidence(detail=f"all {vocab} tokens after one context (one stream, {len(sites)} sites, control sites "
+                   f"bitwise equal): sum = {z:.6f}; largest: " + ", ".join(f"{v}:{p:.3g}" for v, p in ns.top[:3]))]
+    power = (f"exact sum over the whole vocabulary at one context (batched: {len(sites)} sites in a "
+             f"{b.tokens.size}-token stream), tolerance {tol:g}; valid because the control sites agree bitwise")
+    if z > 1.0 + tol:
+        st, msg = Status.FAIL, (f"all {vocab} tokens substituted after the same context sum to Z = {z:.6f} > 1: the "
+                                "scores are not one normalized distribution.")
+    elif z < 1.0 - tol:
+        st, msg = Status.WARN, (f"all {vocab} tokens after the same context sum to Z = {z:.6f} < 1 (sub-normalized: "
+                                "not a proper distribution, though it cannot lower the score).")
+    else:
+        st, msg = Status.PASS, (f"all {vocab} tokens substituted after the same context sum to Z = {z:.6f} "
+                                f"(within {tol:g} of 1).")
+    out = ProbeOutcome("c2", "C2", st, msg, power, ev, numbers)
+    out.tracer_free = False
+    return out, ""

@@ -123,6 +123,8 @@ def probe_rule_results(path: str | Path, cfg: Config, run_opts: Mapping[str, Any
     outcomes, section = run_session(executor, val, vocab, block, params, which, tables)
     section["session_dir"] = str(session)
     base = executor.base_result
+    if base is not None and getattr(base, "out_dir", None):
+        section["base_run"] = str(Path(base.out_dir) / "run.json")  # a traced run of the base stream
     if base is not None and getattr(base, "failed", False):
         raise RunFailed(f"the probe's base run failed: {base.reason}: {getattr(base, 'message', '')}")
     return rule_results(outcomes, cfg), section

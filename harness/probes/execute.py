@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -241,6 +242,8 @@ class HarnessExecutor:
 
         self._sessions += 1
         d = self.session / f"fork{self._sessions}"
+        if d.exists():  # a previous session's files must never be read as this one's
+            shutil.rmtree(d)
         vdir = d / "variants"
         vdir.mkdir(parents=True, exist_ok=True)
         npy = d / "streams.npy"

@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from harness.probes.c1_future import C1Plan, analyze_c1, plan_c1
-from harness.probes.c2_normalization import C2Plan, analyze_c2, plan_c2, shift_outcome
+from harness.probes.c2_normalization import (
+    C2Plan,
+    analyze_c2,
+    analyze_c2_batched,
+    plan_c2,
+    plan_c2_batched,
+    shift_outcome,
+)
 from harness.probes.canary import CanaryPlan, analyze_canary, plan_canary
 from harness.probes.execute import Executor, Variant, VariantRun
 from harness.probes.outcome import ProbeOutcome
@@ -34,7 +41,9 @@ DEFAULTS: dict[str, Any] = {
     # C2
     "normalization_tolerance": 1e-3,
     "c2_candidates": 0,  # candidates per site, forced ones included; 0 = the whole vocabulary
-    "c2_time_budget_s": 900.0,  # fewer candidates (sampled, stated) when the measured cost would exceed it
+    "c2_time_budget_s": 900.0,
+    # first try the whole vocabulary in one stream (exact for block-independent evaluations)
+    "c2_batched": True,  # fewer candidates (sampled, stated) when the measured cost would exceed it
     "c2_alpha": 1e-3,
     "c2_sampled_tolerance": 0.05,
     "c2_confidence": 0.99,
@@ -171,7 +180,17 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
     plan = plan_session(val_tokens, vocab, block, params, which, tables, seed)
     runs = executor.run(plan.variants)
     c2_note = ""
-    if "c2" in which:
+    batched_outcome = None
+    batched_note = ""
+    if "c2" in which and params.get("c2_batched", True):
+        # the whole vocabulary after one context, in one stream: exact when the evaluation is
+        # block-independent (the control sites say whether it was); otherwise the variants below
+        b, bv = plan_c2_batched(plan.base, vocab, block, plan.rng)
+        plan.variants.append(bv)
+        brun = executor.run([bv])
+        runs += brun
+        batched_outcome, batched_note = analyze_c2_batched(b, brun[0] if brun else None, vocab, dict(params))
+    if "c2" in which and batched_outcome is None:
         # second session: the candidates, sized by what one variant was measured to cost
         cost = getattr(executor, "cost", None)
         per = cost.per_variant_s() if cost is not None and hasattr(cost, "per_variant_s") else None
@@ -181,6 +200,12 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
         plan.variants += more
         runs += executor.run(more)
     outcomes = analyze_session(plan, runs, params)
+    if batched_outcome is not None:
+        outcomes.insert(0, batched_outcome)
+    else:
+        for o in outcomes:
+            if o.probe == "c2" and batched_note:
+                o.numbers["batched"] = f"not used: {batched_note}"
     failed = [r for r in runs if not r.ok]
     cost = getattr(executor, "cost", None)
     section: dict[str, Any] = {

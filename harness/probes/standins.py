@@ -5,6 +5,7 @@ right like a score-first evaluation. Use with execute.ModelExecutor.
 
     legal_cache        adaptive bigram cache over already-scored tokens, Dirichlet-smoothed: causal,
                        normalized (Track B, legal)
+    fixed_bigram       a fixed bigram model (Track A, legal); with boost_target it looks at the target
     hashed_target_blend the #940 pattern: a hashed n-gram count whose key includes the target, blended
                        only into the target's probability (C2 violation; sums above 1)
     future_peek        a normalized distribution that boosts the NEXT token (C1 violation)
@@ -35,6 +36,23 @@ def legal_cache(vocab: int, alpha: float = 0.5) -> ScoreFn:
             prev, y = int(tokens[t - 1]), int(tokens[t])
             out[t] = -math.log(_bigram_probs(counts, prev, alpha)[y])
             counts[prev, y] += 1  # update after scoring
+        return out
+
+    return score
+
+
+def fixed_bigram(vocab: int, seed: int = 0, boost_target: float = 0.0) -> ScoreFn:
+    """A fixed (Track A) bigram model: every score depends only on the previous token. boost_target > 0
+    makes it look at the target (a C2 violation that the batched probe sees in one stream)."""
+    logits = np.random.default_rng(seed).normal(0, 2, size=(vocab, vocab))
+
+    def score(tokens: np.ndarray) -> np.ndarray:
+        out = np.zeros(tokens.size)
+        for t in range(1, tokens.size):
+            row = logits[int(tokens[t - 1])].copy()
+            y = int(tokens[t])
+            row[y] += boost_target
+            out[t] = -(row[y] - np.logaddexp.reduce(row))
         return out
 
     return score
@@ -99,6 +117,8 @@ def target_peek(vocab: int, boost: float = 2.0, alpha: float = 0.5) -> ScoreFn:
 
 STANDINS: dict[str, tuple[Callable[[int], ScoreFn], dict[str, str]]] = {
     "legal_cache": (legal_cache, {"C1": "PASS", "C2": "PASS"}),
+    "fixed_bigram": (fixed_bigram, {"C1": "PASS", "C2": "PASS"}),
+    "fixed_target_peek": (lambda v: fixed_bigram(v, boost_target=1.0), {"C2": "FAIL"}),
     "hashed_target_blend": (hashed_target_blend, {"C2": "FAIL"}),
     "future_peek": (future_peek, {"C1": "FAIL"}),
     # looking at the target is a C1 matter too, but only C2's probes (substitution, canary) can see it

@@ -155,3 +155,37 @@ def sample_candidates(vocab: int, forced: list[int], n: int, rng: np.random.Gene
     if n >= rest.size:
         return forced + rest.tolist()
     return forced + rng.choice(rest, size=n, replace=False).tolist()
+
+
+@dataclass
+class BatchedSites:
+    """One stream that scores many candidates after the same context: units of two sequences, the
+    second holding the context, the first token of the next unit the candidate. With a block-
+    independent evaluation (non-overlapping sequences, or sliding windows whose stride divides L)
+    every site is scored from exactly the context block; the controls (the same token at the first
+    and the last site) show whether that held."""
+
+    tokens: np.ndarray
+    sites: list[int]  # stream positions of the sites, in order
+    candidates: list[int]  # token at each site
+    controls: tuple[int, int]  # indexes into sites of the two control sites
+
+
+def batched_sites(context: np.ndarray, filler: np.ndarray, candidates: list[int], control: int) -> BatchedSites:
+    L = int(context.size)
+    if L < 2 or filler.size < L:
+        raise BadInput("a batched C2 stream needs a context block and a filler of one sequence each")
+    order = [control] + list(candidates) + [control]
+    units = len(order)
+    n = 2 * L * units + 1
+    out = np.empty(n, dtype=np.uint16)
+    sites = []
+    for u, v in enumerate(order):
+        a = 2 * u * L
+        out[a:a + L] = filler[:L]
+        out[a + L:a + 2 * L] = context
+        sites.append(a + 2 * L)
+    out[0] = BOS_ID
+    for p, v in zip(sites, order):
+        out[p] = v  # the site is also the first token of the next unit's filler block
+    return BatchedSites(out, sites, order, (0, units - 1))

@@ -1,9 +1,20 @@
 """`harness run`: run a submission's own train_gpt.py under the harness runtime (parent side).
 
 Library API (check and probe code call these):
-    run_submission(path, cfg, *, device, nproc, scale, data_path, tokenizer, vocab_size, python, env,
-                   timeout, out_dir, trace, val_tokens, val_override, keep_workdir, score_tag) -> RunResult
-    RunResult, Reported (harness.run.result)
+    run_submission(path, cfg, *, device="cpu", nproc=1, scale="tiny", data_path=None, tokenizer=None,
+                   vocab_size=None, python=None, env=None, timeout=None, out_dir=None, trace=True,
+                   val_tokens=None, val_override=None, keep_workdir=False, score_tag=None,
+                   runtime_extra=None) -> RunResult
+        runtime_extra: merged into RuntimeSettings.extra (e.g. {"probe": plan} for the fork server)
+    RunResult, Reported (harness.run.result); RunResult.load(out_dir / "run.json")
+    harness.run.command.main_run(args, cfg) -> int          `harness run`
+    harness.run.fold.fold_run(report, args, cfg, probes) -> RunResult   `harness check --run`
+    harness.run.judge.judge_run(result, cfg) -> Judged      rule results for a finished run
+
+Layout: runner (the flow), workdir (fresh copy), serve (data served), scale (environment), sandbox
+(limits, network namespace, output capture, killing), monitor (ledger watching, phases, budgets),
+ending (why it ended), score_lines (the reported score), result (RunResult), console (summary).
+The child side is harness.runtime.bootstrap + harness.runtime.io_hooks.
 """
 
 from harness.run.result import BUDGET_REASONS, REASONS, Reported, RunResult

@@ -107,8 +107,9 @@ class ForkServer:
         self.out.mkdir(parents=True, exist_ok=True)
         info: dict[str, Any] = {"pid": os.getpid(), "variants": len(self.names), "site": self.ctx.site(3),
                                 "threads": threading.active_count(), "t_fork": time.time(), "children": {}}
-        if _distributed():
-            info["refused"] = "torch.distributed is initialized: forking a process group is unsafe"
+        refused = _unsafe_to_fork(str(getattr(self.ctx.settings, "device", "cpu")))
+        if refused:
+            info["refused"] = refused
             _write_json(self.out / SERVER_FILE, info)
             return
         _write_json(self.out / SERVER_FILE, info)
@@ -222,12 +223,22 @@ def _swap(arr: Any, lo: int, stream: Any) -> Any:
     return out
 
 
-def _distributed() -> bool:
-    mod = sys.modules.get("torch.distributed")
+def _unsafe_to_fork(device: str) -> str | None:
+    """Why this process must not fork (the probes then run one process per variant). On device "cpu"
+    the CUDA shim answers torch.cuda questions, so only a real device is asked."""
+    dist = sys.modules.get("torch.distributed")
     try:
-        return bool(mod is not None and mod.is_available() and mod.is_initialized())
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            return "torch.distributed is initialized: forking a process group is unsafe"
     except Exception:  # noqa: BLE001
-        return False
+        pass
+    cuda = sys.modules.get("torch.cuda")
+    try:
+        if device != "cpu" and cuda is not None and cuda.is_initialized():
+            return "CUDA is initialized: a forked child cannot use it"
+    except Exception:  # noqa: BLE001
+        pass
+    return None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -287,6 +287,14 @@ def check_c4(an: Analysis, params: Mapping[str, Any], seq_lens: Sequence[int]) -
     assert m is not None and an.printed is not None
     rows = m.rows
     findings: list[Finding] = []
+    if m.by_value:
+        findings.append(Finding(
+            "C4", Status.INCONCLUSIVE,
+            f"the printed val_loss {an.printed.val_loss:.6f} is the value consumed by event "
+            f"#{m.cand.consumes[0][1] if m.cand.consumes else '?'}, "
+            f"but the recorded per-token NLLs of those scores give {m.val_loss:.6f}: the trace missed part of the "
+            f"computation (e.g. a probability above 1), so the score cannot be recomputed.",
+            [Evidence(events=[s for _, s in m.cand.consumes[:4]], detail=f"{m.rows.size} scores")]))
     if m.cand.selection != "all":
         findings.append(Finding(
             "C4", Status.FAIL,
@@ -303,7 +311,9 @@ def check_c4(an: Analysis, params: Mapping[str, Any], seq_lens: Sequence[int]) -
             [Evidence(where=c.site, positions=_ints(p), events=[c.seq], time_s=c.t, detail=f"op {c.op}")]))
     findings += _coverage(an, rows, params, seq_lens)
     pr = an.printed
-    if m.val_bpb is None:
+    if m.by_value:
+        pass  # said above: the recomputation does not hold, bytes included
+    elif m.val_bpb is None:
         findings.append(Finding("C4", Status.INCONCLUSIVE,
                                 "val_bpb was not recomputed (no served validation tokens or tokenizer): only "
                                 f"val_loss was checked ({m.val_loss:.6f} vs printed {pr.val_loss:.6f})."))
@@ -329,8 +339,7 @@ def check_c4(an: Analysis, params: Mapping[str, Any], seq_lens: Sequence[int]) -
         summary = f"{n_pos} positions scored once, 1..{int(np.max(tb.pos[rows]))}{tail}; {nums}"
     else:
         first = next(f for f in findings if f.status is status)
-        summary = first.message.split(": ")[0] if status is Status.FAIL else f"{first.message}"
-        summary = f"{summary}; {nums}"
+        summary = f"{first.message.split(': ')[0]}; {nums}"
     if m.cand.inferred:
         summary += " (pass inferred from score order: no consume event carried it)"
     return RuleResult("C4", "", status, summary, findings, checker="trace")

@@ -63,6 +63,7 @@ class PassMatch:
     d_bpb: float | None
     bpb_ok: bool  # recomputed bpb within tolerance (False when unknown)
     tried: int  # candidates evaluated
+    by_value: bool = False  # found by the consumed value, not by recomputing its scores
 
     @property
     def rows(self) -> np.ndarray:
@@ -240,6 +241,26 @@ def generate(tables: TraceTables, ledger: Ledger) -> list[Candidate]:
     return _unique(out)
 
 
+def _by_value(tables: TraceTables, printed: Printed, pos_bytes: np.ndarray | None, tol: float) -> PassMatch | None:
+    """The last consume whose value is the printed val_loss (or its sum over the consumed positions):
+    the scores it carries are the reported pass even though the recorded NLLs do not reproduce the
+    number (the tracer missed part of the computation; C4 then cannot pass)."""
+    for c in reversed(tables.consumes):
+        if not c.rows.size or isinstance(c.value, bool) or not isinstance(c.value, (int, float)):
+            continue
+        n = int(np.unique(tables.pos[c.rows]).size)
+        v = float(c.value)
+        if not math.isfinite(v) or not (abs(v - printed.val_loss) <= tol or abs(v / n - printed.val_loss) <= tol):
+            continue
+        p, nll = tables.pos[c.rows], tables.nll[c.rows]
+        loss, bpb = recompute(p, nll, pos_bytes)
+        cand = Candidate(c.rows, f"consume #{c.seq} ({c.op or 'value'}) at {c.site} whose value is the printed "
+                         f"val_loss", ("value", c.rank, c.seq), [(c.rank, c.seq)])
+        d_bpb = abs(bpb - printed.val_bpb) if bpb is not None else None
+        return PassMatch(cand, loss, bpb, abs(loss - printed.val_loss), d_bpb, False, 0, by_value=True)
+    return None
+
+
 def find_reported_pass(
     tables: TraceTables,
     ledger: Ledger,
@@ -288,6 +309,8 @@ def find_reported_pass(
     if not any(k[0] == 0 for k, _ in scored):
         consider(inferred(tables))  # no consume event reproduces the numbers: try the order of scores
     best = min(scored, key=lambda x: x[0])[1] if scored else None
+    if best is None:
+        best = _by_value(tables, printed, pos_bytes, tol_loss)
     if best is not None:
         best.tried = tried
     if closest:

@@ -5,6 +5,7 @@ expected.toml): each epoch scores every chunk and then trains on it, and the rep
 epoch's. From the second epoch on, each chunk is scored after the model already trained on it in the
 epochs before (C3); the choice of which epoch to report is made after seeing the scores (C4).
 The reported line is legal_ttt_exact (the tag claims what the code does not do).
+C1 may show too: the weights that score a chunk in a later epoch were trained on that chunk.
 """
 
 from __future__ import annotations

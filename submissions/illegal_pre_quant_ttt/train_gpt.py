@@ -4,6 +4,7 @@ Validation is loaded at startup; after training, the full-precision model is fin
 validation stream for TTT_EPOCHS epochs, then quantized and written as the artifact, reloaded and
 evaluated with sliding windows. Validation shaped the model before the artifact existed (D1) and every
 token was trained on before it was scored (C3). The reported line is final_int8_sliding_window_exact.
+C1 may show too when the trace follows the fine-tuned weights through the artifact.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 After the int8 round trip, the model trains for TTT_EPOCHS epochs (SGD) over every token of the
 validation stream, and only then runs the sliding-window evaluation. Every scored token was used in a
 gradient step before it was scored (C3). The reported line is final_ttt_sliding_window_exact.
+The harness may also report C1: after training on the whole stream, the distribution used for
+position t depends on tokens after t through the weights.
 """
 
 from __future__ import annotations

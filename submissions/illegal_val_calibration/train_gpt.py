@@ -5,6 +5,7 @@ first CALIB_SEQS validation sequences: forward pre-hooks keep each linear layer'
 maximum in an observer buffer, and those maxima scale the weight columns before rounding. The artifact
 then depends on validation tokens (D1: validation used to calibrate quantization), and those tokens
 shaped the model state before they were scored (C3). The reported line is final_int8_sliding_window_exact.
+C1 may show too if the trace follows the calibration scales through the artifact.
 """
 
 from __future__ import annotations

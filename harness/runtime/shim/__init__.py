@@ -10,19 +10,23 @@ What the patches do, one module each:
     dtypes        bf16 -> fp32 (setting bf16_as_fp32), autocast / GradScaler on the CPU
     cuda_api      torch.cuda.*: an H100 per local rank, wall-clock events, streams, memory statistics
     backends      SDP backend switches and sdpa_kernel contexts become no-ops
-    compile       torch.compile = identity (modules wrapped like OptimizedModule), permissive configs
+    compile       torch.compile / torch.jit.script / trace = identity (modules wrapped like OptimizedModule),
+                  permissive dynamo/inductor configs
     grad_mode     torch.inference_mode = no_grad
     optim         fused=True / capturable=True dropped
     distributed   nccl -> gloo, device_id / device_ids dropped
     subprocs      nvidia-smi answered in-process (nvidia_smi renders the output)
-    gpu_only      FP8 _scaled_mm, CUDA graphs, CUDA extensions -> needs GPU (exit 86)
+    gpu_only      FP8 _scaled_mm, CUDA graphs, CUDA extensions -> needs GPU (exit 86); an uncaught error
+                  saying CUDA was needed -> the same result
     triton_guard  guarded `import triton` hidden; unguarded gets triton/stub, a launch -> needs GPU
+
+`python -m harness.runtime.shim SCRIPT` runs one script under the shim alone (debugging, tests).
 
 No TorchFunctionMode is used: modes are per thread (loader threads would escape them) and would sit on
 every op next to the tracer's dispatch mode. Monkeypatches apply to every thread.
 
 FALLBACK_DIR holds importable `flash_attn_interface` and `flash_attn` (SDPA-based); the runner puts it on
-the child's PYTHONPATH on CPU runs, and install() puts it first on sys.path as well.
+the child's PYTHONPATH on CPU runs, and install() puts it on sys.path as well, ahead of site-packages.
 """
 
 from __future__ import annotations
@@ -52,9 +56,7 @@ def install(ctx: "RuntimeContext | None") -> None:
         return
     _installed = True
     state.init(ctx)
-    fallback = str(FALLBACK_DIR)
-    if fallback not in sys.path:
-        sys.path.insert(0, fallback)
+    _put_fallback_on_path()
 
     from harness.runtime.shim import gpu_only, subprocs, triton_guard
 
@@ -65,6 +67,17 @@ def install(ctx: "RuntimeContext | None") -> None:
     subprocs.install()
     gpu_only.install_excepthook()
     hooks.when_imported("torch", _patch_torch)
+
+
+def _put_fallback_on_path() -> None:
+    """FALLBACK_DIR before the first site-packages: it shadows a (CUDA-only) flash_attn installed there, but
+    not a module of the submission's own folder."""
+    fallback = str(FALLBACK_DIR)
+    if fallback in sys.path:
+        return
+    at = next((i for i, p in enumerate(sys.path) if p.rstrip("/").endswith(("site-packages", "dist-packages"))),
+              len(sys.path))
+    sys.path.insert(at, fallback)
 
 
 def installed() -> bool:

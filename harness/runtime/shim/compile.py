@@ -1,8 +1,10 @@
-"""torch.compile as the identity (eager on the CPU), and compiler settings made harmless.
+"""torch.compile and TorchScript as the identity (eager on the CPU), and compiler settings made harmless.
 
 TORCH_COMPILE_DISABLE=1 is not enough: with fullgraph=True it raises. A compiled nn.Module comes back
 wrapped like torch's OptimizedModule (`_orig_mod`, state_dict keys prefixed "_orig_mod.") because scripts
-rely on that shape; functions come back unchanged.
+rely on that shape; functions come back unchanged. torch.jit.script / trace return their argument: the
+TorchScript compiler cannot resolve the shim's Python wrappers of torch functions, and eager code is what
+the tracer can follow.
 """
 
 from __future__ import annotations
@@ -47,12 +49,21 @@ def install(torch: ModuleType) -> None:
             return lambda f: f
         return fn
 
+    jit = torch.jit
+    jit.script = lambda obj=None, *a, **k: obj if obj is not None else (lambda o: o)
+    jit.trace = lambda func, *a, **k: func
+    jit.trace_module = lambda mod, *a, **k: mod
+    jit.script_method = lambda fn: fn
+    jit.freeze = lambda mod, *a, **k: mod
+    jit.optimize_for_inference = lambda mod, *a, **k: mod
+
     compiler = getattr(torch, "compiler", None)
     if compiler is not None:
         compiler.disable = _identity_decorator
         compiler.cudagraph_mark_step_begin = lambda: None
         compiler.reset = lambda: None
     state.note("torch.compile=identity")
+    state.note("torch.jit=identity")
 
 
 def permissive_config(mod: ModuleType) -> None:

@@ -33,6 +33,12 @@ class _AfterLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)
+        # the module sees its real loader again (importlib.resources, pkgutil use it)
+        if getattr(module, "__loader__", None) is self:  # (ModuleType's setattr: config modules refuse others)
+            ModuleType.__setattr__(module, "__loader__", self._loader)
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and spec.loader is self:
+            spec.loader = self._loader
         self._finder.run_callbacks(self._fullname, module)
 
     def __getattr__(self, name: str) -> Any:  # get_source, get_filename, is_package, resources ...
@@ -72,8 +78,15 @@ class PostImportFinder(importlib.abc.MetaPathFinder):
             return handler(fullname, path, target)
         if fullname not in self._callbacks:
             return None
-        spec = self.find_other(fullname, path, target)
-        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+        return self.wrap(self.find_other(fullname, path, target), fullname)
+
+    def wrap(self, spec: Any, fullname: str, fn: Callback | None = None) -> Any:
+        """Make `spec` run the callbacks registered for fullname (plus fn) once its module has executed."""
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        if fn is not None:
+            self._callbacks.setdefault(fullname, []).append(fn)
+        if not isinstance(spec.loader, _AfterLoader):
             spec.loader = _AfterLoader(spec.loader, self, fullname)
         return spec
 

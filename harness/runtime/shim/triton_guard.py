@@ -49,12 +49,7 @@ def install(finder: PostImportFinder) -> None:
             return importlib.machinery.ModuleSpec("triton", _StubLoader(), is_package=True)
         if os.environ.get("TRITON_INTERPRET") == "1":
             return spec
-        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            from harness.runtime.shim.importhook import _AfterLoader
-
-            finder._callbacks.setdefault("triton", []).append(guard_launches)
-            spec.loader = _AfterLoader(spec.loader, finder, "triton")
-        return spec
+        return finder.wrap(spec, "triton", guard_launches)
 
     finder.handle("triton", handler, submodules=True)
     state.note("triton guard")
@@ -96,28 +91,27 @@ def _import_guarded() -> bool:
     return False
 
 
-_TREES: dict[str, list[tuple[int, int]] | None] = {}
+_SPANS: dict[str, list[tuple[int, int]]] = {}  # per file, parsed once
 
 
 def _line_in_guarding_try(filename: str, lineno: int | None) -> bool:
     if lineno is None:
         return False
-    spans = _TREES.get(filename, ())
-    if spans == ():
-        spans = _guarded_spans(filename)
-        _TREES[filename] = spans
-    return bool(spans) and any(lo <= lineno <= hi for lo, hi in spans)  # type: ignore[union-attr]
+    spans = _SPANS.get(filename)
+    if spans is None:
+        spans = _SPANS[filename] = _guarded_spans(filename)
+    return any(lo <= lineno <= hi for lo, hi in spans)
 
 
-def _guarded_spans(filename: str) -> list[tuple[int, int]] | None:
-    """Line spans of the bodies of try statements whose handlers catch ImportError."""
+def _guarded_spans(filename: str) -> list[tuple[int, int]]:
+    """Line spans of the bodies of try statements whose handlers catch ImportError (none without source)."""
     lines = linecache.getlines(filename)
     if not lines:
-        return None
+        return []
     try:
         tree = ast.parse("".join(lines), filename)
     except (SyntaxError, ValueError):
-        return None
+        return []
     spans = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.Try, getattr(ast, "TryStar", ast.Try))) and any(

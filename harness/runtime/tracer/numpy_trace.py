@@ -138,10 +138,6 @@ def _write(tr: Any, dest: np.ndarray, p: Prov | None, op: str) -> None:
 # fancy-index layout (numpy semantics)
 
 
-def _is_adv(k: Any) -> bool:
-    return isinstance(k, np.ndarray) and k.ndim > 0 or isinstance(k, list)
-
-
 def _index_parts(tr: Any, src: np.ndarray, key: Any, orig_key: Any, shape: tuple[int, ...]) -> tuple[list[Prov | None], Prov | None, bool]:
     """Index provenance placed on the result (``shape``), and the excluded target index if any."""
     keys = key if isinstance(key, tuple) else (key,)
@@ -189,7 +185,8 @@ def _index_parts(tr: Any, src: np.ndarray, key: Any, orig_key: Any, shape: tuple
             continue
         placed = _place(p, start, block, shape)
         vocab = tr.vocab
-        if vocab is not None and dim is not None and src.ndim >= 2 and src.shape[dim] == vocab and _exact(p):
+        rowwise = dim == src.ndim - 1 and sum(1 for j in adv_pos if j != i and isinstance(entries[j][1], np.ndarray)) > 0
+        if vocab is not None and rowwise and src.shape[dim] == vocab and _exact(p):
             target = placed
             continue
         parts.append(placed)
@@ -850,15 +847,29 @@ class TracedArray(np.ndarray):
 
     def sort(self, axis: Any = -1, *a: Any, **k: Any) -> None:
         super().sort(axis, *a, **k)
+        self._permuted_along(axis, "np.sort")
+
+    def partition(self, kth: Any, axis: Any = -1, *a: Any, **k: Any) -> None:
+        super().partition(kth, axis, *a, **k)
+        self._permuted_along(axis, "np.partition")
+
+    def argpartition(self, kth: Any, axis: Any = -1, *a: Any, **k: Any) -> Any:
+        return self._along(super().argpartition(kth, axis, *a, **k), axis, "np.argpartition")
+
+    def _permuted_along(self, axis: Any, op: str) -> None:
+        """Values were reordered in place along an axis: each element may now be any of them."""
         tr = active()
         if tr is None:
             return
         with tr.lock:
             p = tr.aprov(self)
             if p is not None:
-                ax = -1 if axis is None else axis
-                row = Prov(np.asarray(p.lo).min(axis=ax, keepdims=True), np.asarray(p.hi).max(axis=ax, keepdims=True), None)
-                _write(tr, self, broadcast(row, self.shape), "np.sort")
+                if axis is None:
+                    _write(tr, self, _hull_prov(tr, [p], self.shape, op), op)
+                    return
+                row = Prov(np.asarray(p.lo).min(axis=axis, keepdims=True), np.asarray(p.hi).max(axis=axis, keepdims=True),
+                           None)
+                _write(tr, self, broadcast(row, self.shape), op)
 
     def searchsorted(self, v: Any, *a: Any, **k: Any) -> Any:
         res = super().searchsorted(_raw(v), *a, **k)

@@ -47,17 +47,6 @@ class Prov(NamedTuple):
         return self.sid is not None and bool(self.sid.size) and bool((self.sid != NO_SID).any())
 
 
-def empty_prov(shape: tuple[int, ...]) -> Prov:
-    return Prov(np.full(shape, E_LO, np.int32), np.full(shape, E_HI, np.int32), None)
-
-
-def const_prov(shape: tuple[int, ...], lo: int, hi: int) -> Prov:
-    """One interval broadcast to a shape (read-only)."""
-    return Prov(
-        np.broadcast_to(np.int32(lo), shape), np.broadcast_to(np.int32(hi), shape), None
-    )
-
-
 def hull(p: Prov | None) -> tuple[int, int]:
     """(lo, hi) union of every element; (E_LO, E_HI) if untraced."""
     if p is None or p.hi.size == 0:
@@ -66,11 +55,6 @@ def hull(p: Prov | None) -> tuple[int, int]:
     if hi < 0:
         return int(E_LO), int(E_HI)
     return int(p.lo.min()), hi
-
-
-def union_into(acc_lo: np.ndarray, acc_hi: np.ndarray, p: Prov) -> None:
-    np.minimum(acc_lo, p.lo, out=acc_lo)
-    np.maximum(acc_hi, p.hi, out=acc_hi)
 
 
 def broadcast(p: Prov, shape: tuple[int, ...]) -> Prov:
@@ -218,9 +202,6 @@ class Store:
             return Loc(id(owner), owner, off_b, tuple(a.shape), tuple(a.strides), 1, nbytes)
         return Loc(id(owner), owner, off_b // isz, tuple(a.shape), tuple(s // isz for s in a.strides), isz, nbytes // isz)
 
-    def has_entry(self, owner: Any) -> bool:
-        return id(owner) in self.entries
-
     # -- reading -------------------------------------------------------------------------------------
     def read(self, loc: Loc | None) -> Prov | None:
         """The provenance views of a located tensor/array, or None when its block is untraced."""
@@ -339,21 +320,19 @@ class Store:
                 return
             self._track(key_owner)
             e = self.entries[id(key_owner)] = Entry(n_owner, itemsize)
+        shape = idx.shape
         idx = idx.ravel()
         if idx.size and int(idx.max()) >= e.lo.size:
             e.grow(int(idx.max()) + 1)
-        lo = np.broadcast_to(p.lo, idx.shape) if p.lo.size == idx.size or p.lo.ndim == 0 else p.lo.ravel()
-        hi = np.broadcast_to(p.hi, idx.shape) if p.hi.size == idx.size or p.hi.ndim == 0 else p.hi.ravel()
-        lo = np.ascontiguousarray(lo).ravel()
-        hi = np.ascontiguousarray(hi).ravel()
+        lo = np.ascontiguousarray(np.broadcast_to(p.lo, shape)).ravel()
+        hi = np.ascontiguousarray(np.broadcast_to(p.hi, shape)).ravel()
         if not accumulate:
             e.lo[idx] = E_LO
             e.hi[idx] = E_HI
         np.minimum.at(e.lo, idx, lo)
         np.maximum.at(e.hi, idx, hi)
         if p.sid is not None and p.has_sid():
-            sid = np.ascontiguousarray(np.broadcast_to(p.sid, p.lo.shape)).ravel()
-            e.ensure_sid()[idx] = sid
+            e.ensure_sid()[idx] = np.ascontiguousarray(np.broadcast_to(p.sid, shape)).ravel()
         elif e.sid is not None and not accumulate:
             e.sid[idx] = NO_SID
 

@@ -18,10 +18,6 @@ NO_SID = -1
 SMALL_BAG = 16  # combines are looked for only between values made of at most this many scores
 
 
-def is_bag(v: int) -> bool:
-    return v <= -2
-
-
 def bag_index(v: int) -> int:
     return -int(v) - 2
 
@@ -32,6 +28,7 @@ class ScoreBook:
         self.n = 0
         self._members: list[np.ndarray] = []
         self._size: list[int] = []  # upper bound on each bag's number of sids
+        self._bag_max: dict[int, int] = {}  # bag channel value -> largest target position in it
 
     # -- score ids -------------------------------------------------------------------------------------
     def new(self, pos: np.ndarray) -> np.ndarray:
@@ -155,6 +152,27 @@ class ScoreBook:
                 for j in range(i + 1, len(vals)):
                     if vals[i] <= -2 or vals[j] <= -2:
                         out.extend(self._same_pos(vals[i], vals[j]))
+        return out
+
+    def max_pos(self, sid: np.ndarray) -> np.ndarray:
+        """Per element: the largest target position among the scores it is made of (-1: none).
+
+        A score's value was selected at its target, so a value carrying score ids depends on those
+        targets' tokens: a distribution built from it depends on them too.
+        """
+        sid = np.asarray(sid, np.int64)
+        out = np.full(sid.shape, -1, np.int64)
+        plain = sid >= 0
+        if plain.any():
+            out[plain] = self._pos[sid[plain]]
+        bags = sid <= -2
+        if bags.any():
+            for v in np.unique(sid[bags]).tolist():
+                m = self._bag_max.get(v)
+                if m is None:
+                    f = self.flatten(np.array([v]))
+                    m = self._bag_max[v] = int(self.pos_of(f).max()) if f.size else -1
+                out[sid == v] = m
         return out
 
     def single_position(self, v: int) -> int | None:

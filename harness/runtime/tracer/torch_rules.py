@@ -395,7 +395,8 @@ def derived_scores(c: OpCall, x: torch.Tensor, p: Prov, shape: tuple[int, ...], 
 
 
 def derive(tr: Tracer, xs: np.ndarray, vals: np.ndarray, xhi: np.ndarray, p: Prov, op: str, grad: bool) -> Prov:
-    cand = (xs != NO_SID) & (vals > 0) & (vals <= 1.0 + 1e-6)
+    # any positive value: an unnormalized "probability" (> 1) is still what the script scores with
+    cand = (xs != NO_SID) & (vals > 0) & np.isfinite(vals)
     if not cand.any():
         return p
     idx = np.nonzero(cand)
@@ -416,6 +417,14 @@ def derive(tr: Tracer, xs: np.ndarray, vals: np.ndarray, xhi: np.ndarray, p: Pro
     sids = tr.new_scores(pos[ok], nll, dep, grad, op)
     sid = np.array(p.sid, np.int64, copy=True)
     sid[sel] = sids
+    # a value made of several scores of its position (max over passes, then log): the new score
+    # stands for a combination of them, which the verdict must see
+    combos = []
+    for old, new, q in zip(sv[ok].tolist(), sids.tolist(), pos[ok].tolist()):
+        if old <= -2:
+            combos.extend((q, int(s), new) for s in tr.book.flatten(np.array([old])).tolist())
+    if combos:
+        tr.emitter.combine(combos, op + "(combined scores)", tr.site())
     return Prov(p.lo, p.hi, sid)
 
 
@@ -558,9 +567,14 @@ def _exact(p: Prov | None) -> bool:
     return bool(m.any()) and bool((p.lo[m] == p.hi[m]).all())
 
 
-def target_selection(c: OpCall, src: torch.Tensor, dim: int, ip: Prov | None) -> tuple[bool, tuple[str, int] | None]:
-    """Is this selecting the target's entry from a full-vocabulary row?  (exclude?, source mark)."""
-    if ip is None or src.dim() < 2:
+def target_selection(c: OpCall, src: torch.Tensor, dim: int, ip: Prov | None,
+                     rowwise: bool = True) -> tuple[bool, tuple[str, int] | None]:
+    """Is this selecting the target's entry from a full-vocabulary row?  (exclude?, source mark).
+
+    Only a per-row pick along the last dim qualifies (gather, or ``logp[rows, y]``): a lookup along
+    the rows of a [V, D] table is an embedding, and there the token's position always counts.
+    """
+    if ip is None or src.dim() < 2 or dim != src.dim() - 1 or not rowwise:
         return False, None
     n = src.shape[dim]
     mark = c.mark_of(src)
@@ -576,7 +590,31 @@ def target_selection(c: OpCall, src: torch.Tensor, dim: int, ip: Prov | None) ->
     if not _exact(ip):
         c.tr.imprecise_targets += 1
         return False, None
+    if mark is None:
+        mark = infer_distribution(src)
     return True, mark
+
+
+def infer_distribution(src: torch.Tensor) -> tuple[str, int] | None:
+    """A vocabulary row that is not a softmax output may still be one (a mixture of distributions):
+    rows of non-negative values summing to 1 are probabilities, rows whose logsumexp is 0 log-probs."""
+    if not src.is_floating_point() or src.numel() == 0:
+        return None
+    vals = np_values(src).astype(np.float64)
+    n = vals.shape[-1]
+    if not np.isfinite(vals).all():
+        finite = np.where(np.isneginf(vals), -np.inf, vals)
+        if np.isnan(finite).any() or np.isposinf(finite).any():
+            return None
+        vals = finite
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if vals.min() >= 0 and np.allclose(vals.sum(-1), 1.0, atol=1e-3):
+            return ("prob", n)
+        m = vals.max(-1, keepdims=True)
+        lse = (m + np.log(np.exp(vals - m).sum(-1, keepdims=True)))[..., 0]
+        if vals.max() <= 1e-6 and np.allclose(lse, 0.0, atol=1e-3):
+            return ("logp", n)
+    return None
 
 
 def _score_selection(c: OpCall, out: torch.Tensor, p: Prov, tpos: Prov, mark: tuple[str, int]) -> Prov:
@@ -591,6 +629,8 @@ def _score_selection(c: OpCall, out: torch.Tensor, p: Prov, tpos: Prov, mark: tu
     vals = np_values(out).astype(np.float64)
     nll = -vals[m] if mark[0] == "logp" else -np.log(np.maximum(vals[m], 1e-300))
     dep = np.broadcast_to(p.hi, shape)[m].astype(np.int64)
+    if p.sid is not None:  # the row was built from values selected at targets (a gate on the target)
+        dep = np.maximum(dep, tr.book.max_pos(np.broadcast_to(p.sid, shape)[m]))
     dep[dep < 0] = -1
     grad = torch.is_grad_enabled() and out.requires_grad
     sids = tr.new_scores(tlo[m], nll, dep, grad, c.short)
@@ -665,7 +705,8 @@ def r_index(c: OpCall) -> None:
         if has_bool or layout is None:
             extra.append(hull_prov(c.tr, [ip], shape, c.short))
             continue
-        excl, mk = target_selection(c, src, d, ip)
+        others = sum(1 for j, o in enumerate(indices) if j != d and isinstance(o, torch.Tensor))
+        excl, mk = target_selection(c, src, d, ip, rowwise=others > 0)
         placed = _place(ip, layout[0], layout[1], shape)
         if excl:
             if mk is not None:
@@ -851,6 +892,23 @@ def r_write_index(c: OpCall) -> None:
     else:
         return r_unruled(c)
     new = tr.union([vals, idx_prov], tuple(sel.shape), c.short)
+    src_t = b.get("values", b.get("src", b.get("source")))
+    if new is not None and accumulate and isinstance(src_t, torch.Tensor) and name != "masked_scatter":
+        # adding an exact untraced zero changes nothing: neither its value nor where it lands counts
+        zv = np_values(src_t) == 0
+        sp = c.p(src_t)
+        if sp is not None:
+            zv &= np.asarray(sp.hi) < 0
+        if zv.any():
+            try:
+                keep = ~np.broadcast_to(zv if zv.shape != tuple(src_t.shape) or name != "scatter_add" else
+                                        zv[tuple(slice(0, n) for n in sel.shape)], sel.shape)
+            except ValueError:
+                keep = None
+            if keep is not None:
+                sel = sel[keep]
+                new = Prov(np.broadcast_to(new.lo, keep.shape)[keep], np.broadcast_to(new.hi, keep.shape)[keep],
+                           None if new.sid is None else np.broadcast_to(new.sid, keep.shape)[keep])
     if new is None:
         if accumulate:
             return
@@ -1335,10 +1393,6 @@ def r_attention_backward(c: OpCall) -> None:
 # normalization
 
 
-def _trailing(p: Prov | None, k: int, shape: tuple[int, ...]) -> Prov | None:
-    return None if p is None else broadcast(p, shape)
-
-
 def _norm_forward(c: OpCall, with_bias: bool) -> None:
     x = c.b["input"]
     k = len(c.b["normalized_shape"])
@@ -1353,7 +1407,7 @@ def _norm_forward(c: OpCall, with_bias: bool) -> None:
     for n in ("weight", "bias") if with_bias else ("weight",):
         w = c.b.get(n)
         if isinstance(w, torch.Tensor):
-            parts.append(_trailing(c.p(w), k, shape))
+            parts.append(None if c.p(w) is None else broadcast(c.p(w), shape))
     outs = c.outputs()
     if not outs:
         return
@@ -1446,7 +1500,7 @@ def r_nll(c: OpCall) -> None:
         take = lambda a: np.asarray(a)[safe]  # noqa: E731
     parts: list[Prov | None] = []
     if xp is not None:
-        parts.append(Prov(take(xp.lo), take(xp.hi), None))
+        parts.append(Prov(take(xp.lo), take(xp.hi), None if xp.sid is None else take(xp.sid)))
     if wp is not None:
         parts.append(Prov(wp.lo[safe], wp.hi[safe], None))
     exclude = tr.vocab is None or C == tr.vocab
@@ -1464,6 +1518,8 @@ def r_nll(c: OpCall) -> None:
             nll = -vals[m]
             dep_src = el.hi if el is not None else np.full(tshape, -1)
             dep = np.asarray(dep_src)[m].astype(np.int64)
+            if el is not None and el.sid is not None:  # log-probs built from target-selected values
+                dep = np.maximum(dep, tr.book.max_pos(np.broadcast_to(el.sid, tshape)[m]))
             dep[dep < 0] = -1
             pos = np.broadcast_to(tp.hi, tshape)[m].astype(np.int64)
             grad = torch.is_grad_enabled() and x.requires_grad
@@ -1517,35 +1573,36 @@ def r_nll_backward(c: OpCall) -> None:
 
 @rule("foreach")
 def r_foreach(c: OpCall) -> None:
+    """_foreach_<op>(lists..., tensors/scalars): the pointwise rule per list index."""
     name = c.short
     b = c.b
-    lists = {n: b[n] for n in c.info.names if isinstance(b.get(n), (list, tuple)) and b[n] and isinstance(b[n][0], torch.Tensor)}
+    lists = [b[n] for n in c.info.names
+             if isinstance(b.get(n), (list, tuple)) and b[n] and isinstance(b[n][0], torch.Tensor)]
     if not lists:
         return r_unruled(c)
-    first = next(iter(lists.values()))
-    n_items = len(first)
-    singles = [b[n] for n in c.info.names if isinstance(b.get(n), torch.Tensor)]
-    scalars = [b[n] for n in c.info.names if isinstance(b.get(n), (int, float)) and n in ("scalar", "other", "alpha")]
-    outs = c.outputs() if c.info.returns else [lst for lst in [b.get("self")]][0]
-    outs = list(outs) if outs is not None else []
-    overwrite = name in ("_foreach_zero_",)
-    copy = name in ("_foreach_copy_", "_foreach_copy")
-    for i in range(min(n_items, len(outs))):
-        t = outs[i]
+    singles = [b[n] for n in c.info.names if isinstance(b.get(n), (torch.Tensor, int, float))]
+    outs = c.outputs()
+    for i, t in enumerate(outs[: len(lists[0])]):
         shape = tuple(t.shape)
-        if overwrite:
+        if name == "_foreach_zero_":
             c.assign(t, None)
             continue
-        if copy:
-            src = b.get("src")
-            c.assign(t, None if src is None else (None if c.p(src[i]) is None else fit(c.p(src[i]), shape)))
+        if name in ("_foreach_copy_", "_foreach_copy"):
+            sp = c.p(b["src"][i])
+            c.assign(t, None if sp is None else fit(sp, shape))
             continue
-        ops: list[Any] = [lst[i] for lst in lists.values()] + singles + scalars
-        ps = [c.p(x) for x in ops if isinstance(x, torch.Tensor)]
-        ps = [None if p is None else (broadcast(p, shape) if p.lo.size != 1 or p.shape == () else fit(p, shape)) for p in ps]
+        ops: list[Any] = [lst[i] for lst in lists] + singles
+        ps = []
+        for x in ops:
+            p = c.p(x)
+            if p is not None:
+                try:
+                    ps.append(broadcast(p, shape))
+                except ValueError:
+                    ps.append(hull_prov(c.tr, [p], shape, name))
         p = c.tr.union(ps, shape, name)
-        if p is not None and name.rstrip("_") in ("_foreach_mul",):
-            m = _const_mask(c, [x for x in ops if not isinstance(x, torch.Tensor) or x.shape == t.shape or x.numel() == 1],
+        if p is not None and name.rstrip("_") == "_foreach_mul":
+            m = _const_mask(c, [x for x in ops if not isinstance(x, torch.Tensor) or x.numel() in (1, t.numel())],
                             shape, "mul")
             if m is not None:
                 p = _set_const(p, m)

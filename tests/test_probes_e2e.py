@@ -1,0 +1,97 @@
+"""The probes end to end: the real runner, the tracer and the fork server on reference submissions.
+
+Small streams (4 sequences) and few C2 candidates keep each case to one traced run plus a few forked
+variants. The adversarial reference is the point: the trace is clean, the probes are not.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main as cli_main
+from harness.config import load_config
+from harness.probes import DISAGREE, merge_rule_results, probe_rule_results
+from harness.results import Status
+from harness.run.judge import judge_run
+from harness.run.result import RunResult
+
+ROOT = Path(__file__).resolve().parent.parent
+SUBS = ROOT / "submissions"
+pytestmark = pytest.mark.slow
+
+
+def _cfg(**probes):
+    cfg = load_config()
+    cfg.raw.setdefault("probes", {}).update({"blocks": 4, "c2_candidates": 8, "fork": True, "c2_batched": False,
+                                             **probes})
+    return cfg
+
+
+def _rows(rows):
+    return {r.rule_id: r for r in rows}
+
+
+def _trace_rows(section, cfg):
+    """The trace's verdict on the probe session's base run (a traced run of the base stream)."""
+    return judge_run(RunResult.load(section["base_run"]), cfg).rules
+
+
+def test_adversarial_trace_clean_probes_catch_it_and_disagree(tmp_path):
+    name = "adversarial_tracer_evasion"
+    exp = tomllib.loads((SUBS / name / "expected.toml").read_text(encoding="utf-8"))
+    cfg = _cfg()
+    rows, section = probe_rule_results(SUBS / name, cfg, {"trace": True, "out_dir": str(tmp_path)},
+                                       which=("canary",))
+    by = _rows(rows)
+    for rid in exp["probes"]["rules"]:
+        assert by[rid].status is Status.FAIL, by[rid].summary
+    canary = next(o for o in section["outcomes"] if o["probe"] == "canary")
+    assert canary["status"] == "FAIL" and canary["tracer_free"] and canary["numbers"]["p_value"] < 1e-6
+    trace = _trace_rows(section, cfg)
+    tr = _rows(trace)
+    for rid in exp["run"]["not_fail"]:
+        assert tr[rid].status is not Status.FAIL, (rid, tr[rid].summary)
+    merged, notes = merge_rule_results(trace, rows)
+    assert _rows(merged)["C2"].status is Status.FAIL
+    assert any(DISAGREE in n for n in notes)
+
+
+def test_legal_reference_probes_agree_with_the_trace(tmp_path):
+    cfg = _cfg()
+    rows, section = probe_rule_results(SUBS / "legal_sliding_window", cfg, {"trace": True, "out_dir": str(tmp_path)})
+    by = _rows(rows)
+    assert by["C1"].status is Status.PASS, by["C1"].summary
+    # a sample of 8 candidates cannot show Z = 1; nothing fails
+    assert by["C2"].status is Status.INCONCLUSIVE, by["C2"].summary
+    c1 = next(o for o in section["outcomes"] if o["probe"] == "c1")
+    assert c1["numbers"]["replay"]["identical"] and all(c["compared"] > 0 for c in c1["numbers"]["comparisons"])
+    assert section["cost"]["forks"] >= 10 and section["cost"]["runs"] == 2
+    merged, notes = merge_rule_results(_trace_rows(section, cfg), rows)
+    assert not any(r.status is Status.FAIL for r in merged) and not notes
+
+
+def test_illegal_target_hash_fails_c2_from_a_few_candidates(tmp_path):
+    cfg = _cfg()
+    rows, section = probe_rule_results(SUBS / "illegal_target_hash", cfg, {"trace": True, "out_dir": str(tmp_path)},
+                                       which=("c2",))
+    c2 = _rows(rows)["C2"]
+    assert c2.status is Status.FAIL and "certain lower bound" in c2.summary
+
+
+def test_cli_probe_writes_json_and_exits_by_verdict(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    cfgfile = tmp_path / "harness.toml"
+    cfgfile.write_text((ROOT / "harness.toml").read_text(encoding="utf-8")
+                       + '\n[probes]\nblocks = 4\nc2_candidates = 4\nc2_batched = false\n', encoding="utf-8")
+    rc = cli_main(["--config", str(cfgfile), "probe", str(SUBS / "illegal_ttt_all_before_score"), "--probe", "c1",
+                   "--json", str(out), "--out", str(tmp_path / "o")])
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["command"] == "probe" and data["sections"]["probes"]["which"] == ["c1"]
+    c1 = next(r for r in data["rules"] if r["rule_id"] == "C1")
+    assert c1["checker"] == "probe" and c1["status"] == "FAIL", c1["summary"]
+    assert rc == 1
+    assert "C1" in capsys.readouterr().out
