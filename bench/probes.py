@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 wall = time.time() - t0
                 total += wall
                 cost = sec.get("cost") or {}
-                xs = sorted(x for x in cost.get("variant_s", []) if x is not None)
-                per = xs[len(xs) // 2] if xs else float("nan")
+                per = (cost.get("variant_s") or {}).get("median") or float("nan")
                 fork_at = cost.get("fork_at_s")
                 verdicts = " ".join(f"{o['rule_id']}:{o['probe']}={o['status']}" for o in sec["outcomes"])
                 print(f"{name:32} {probe:7} {wall:7.1f} {cost.get('runs', 0):4d} {cost.get('forks', 0):5d} "

@@ -595,6 +595,66 @@ def _target_loss(ix: _Index, scope: ast.AST) -> ast.AST | None:
     return None
 
 
+def _single_value(ix: _Index, scope: ast.AST, name: str) -> ast.AST | None:
+    """The value of the only assignment `name = value` in scope, else None."""
+    vals = [n.value for n in ix.walk(scope) if isinstance(n, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)]
+    return vals[0] if len(vals) == 1 else None
+
+
+def _head_slice(expr: ast.AST) -> ast.Slice | None:
+    """The slice of `y[:s]` / `y.squeeze(0)[:s]` / `y[0, :s]` (the last slice of a subscript)."""
+    if not isinstance(expr, ast.Subscript):
+        return None
+    sl = expr.slice
+    if isinstance(sl, ast.Tuple):
+        sl = next((e for e in reversed(sl.elts) if isinstance(e, ast.Slice)), None)
+    return sl if isinstance(sl, ast.Slice) else None
+
+
+def _fit_on_context_only(ix: _Index, scope: ast.AST, name: str) -> bool:
+    """True when every loss that `name` is fitted against takes its targets from a prefix slice `[:u]`
+    and the scope also slices from `u` on (`[u:...]`): the sliding-window pattern that fits on the window's
+    context (scored by earlier windows) and scores the tokens after it. SLOT fits on the scored slice."""
+    losses = [n for n in ix.walk(scope) if isinstance(n, ast.Call)
+              and (_LOSS_CALL.search(_callee(n) or "-") or _LOSSY.search(_callee(n) or "-"))
+              and any(s == name for s, _ in _names(n))]
+    if not losses:
+        return False
+    uppers: set[str] = set()
+    for loss in losses:
+        tgts = [a for a in [*loss.args, *(k.value for k in loss.keywords)]
+                if ix.refs_target(a, scope) is not None and not any(s == name for s, _ in _names(a))]
+        if not tgts:
+            return False
+        for a in tgts:
+            v = _single_value(ix, scope, a.id) if isinstance(a, ast.Name) else a
+            sl = _head_slice(v) if v is not None else None
+            if sl is None or sl.lower is not None or sl.upper is None or sl.step is not None:
+                return False
+            uppers.add(_text(sl.upper))
+    lowers = {_text(sl.lower) for n in ix.walk(scope) if (sl := _head_slice(n)) is not None and sl.lower is not None}
+    return bool(uppers) and uppers <= lowers
+
+
+def _steps_context_fit(ix: _Index, scope: ast.AST, step: ast.Call) -> bool:
+    """`opt.step()` where opt optimizes only fresh tensors fitted on context slices (_fit_on_context_only),
+    or `loss.backward()` where loss is such a fit (a step on other parameters is its own site)."""
+    if not (isinstance(step.func, ast.Attribute) and isinstance(step.func.value, ast.Name)):
+        return False
+    if step.func.attr == "backward":
+        value = _single_value(ix, scope, step.func.value.id)
+        deltas = _delta_vars(ix, scope)
+        fitted = {s for s, _ in _names(value)} & set(deltas) if value is not None else set()
+        return bool(fitted) and all(_fit_on_context_only(ix, scope, d) for d in fitted)
+    ctor = _single_value(ix, scope, step.func.value.id)
+    if not (isinstance(ctor, ast.Call) and _OPT_CTOR.search(_dotted(ctor.func)) and ctor.args):
+        return False
+    deltas = _delta_vars(ix, scope)
+    params = {s for s, _ in _names(ctor.args[0])}
+    return bool(params) and params <= set(deltas) and all(_fit_on_context_only(ix, scope, p) for p in params)
+
+
 def _p_steps(ix: _Index, fn: str) -> list[Hint]:
     """ttt_before_score and delta_vs_targets: gradient steps on validation data not preceded by scoring."""
     hints: list[Hint] = []
@@ -640,7 +700,7 @@ def _p_steps(ix: _Index, fn: str) -> list[Hint]:
                 and any(s == name for s, _ in _names(n))
                 for n in ix.walk(scope)
             )
-            if not optimized:
+            if not optimized or _fit_on_context_only(ix, scope, name):
                 continue
             steps = [s for s in direct.get(scope, []) if not _score_first(ix, s)
                      and not any(ix.reads_train(lp) is not None for lp in ix.loops_around(s))]
@@ -673,6 +733,8 @@ def _p_steps(ix: _Index, fn: str) -> list[Hint]:
             continue  # it trains on training data (the main training run), even if it is handed val data
         if _score_first(ix, site):
             continue
+        if _steps_context_fit(ix, scope, site):
+            continue  # fits a fresh delta on the window's already-scored context, then scores after it
         if isinstance(scope, _FUNCS) and scope.name not in ix.used:
             continue  # never called nor passed anywhere: its callers would decide, and there are none
         loops = ix.loops_around(site)

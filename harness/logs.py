@@ -553,6 +553,19 @@ class SeedRun:
         return self._first("total_bytes")
 
     @property
+    def code_bytes(self) -> int | None:
+        return self._first("code_bytes")
+
+    @property
+    def hardware(self) -> str | None:
+        return self._first("hardware")
+
+    @property
+    def path(self) -> str:
+        """The log the reported score comes from (what a finding should point at)."""
+        return self.final_log or (self.logs[0].path if self.logs else "")
+
+    @property
     def eval_time_ms(self) -> float | None:
         """Evaluation time stated for the passes behind the reported score: the training log's, plus every
         eval-only log's. None when an eval-only log states no time (unknown, not zero)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,7 @@ KNOWN_PACKAGES = frozenset({
     "transformer_engine", "modal", "matplotlib", "sklearn", "cupy", "pynvml", "packaging", "typing_extensions",
 })
 _MAX_SCAN_FILES = 2000
+_SCRIPT_COPY = re.compile(r"^train_gpt[\w.-]*\.py$", re.I)
 
 
 @dataclass
@@ -230,6 +232,9 @@ class UnaccountedCode:
 
     missing_modules: list[str] = field(default_factory=list)  # imported, not in the folder, not installed here
     unreferenced: list[CodeFile] = field(default_factory=list)  # code files in the folder nothing scanned names
+    # other train_gpt*.py files (train_gpt_human.py, train_gpt_plain.py: readable copies of a wrapped script,
+    # or variants): not code the script runs, so not in `unreferenced`; listed for the reader
+    script_copies: list[CodeFile] = field(default_factory=list)
 
     @property
     def unreferenced_bytes(self) -> int:
@@ -292,8 +297,11 @@ def unaccounted_code(script: Path, source: str, counted: list[CodeFile]) -> Unac
                 seen += 1
                 if e.resolve() not in known:
                     rel = e.relative_to(folder)
-                    out.unreferenced.append(CodeFile(e, e.stat().st_size, f"in the folder, not named by "
-                                                                          f"the scanned code ({rel})"))
+                    if _SCRIPT_COPY.match(e.name):
+                        out.script_copies.append(CodeFile(e, e.stat().st_size, f"another train_gpt script ({rel})"))
+                    else:
+                        out.unreferenced.append(CodeFile(e, e.stat().st_size, f"in the folder, not named by "
+                                                                              f"the scanned code ({rel})"))
 
     walk(folder, 0)
     return out

@@ -302,3 +302,96 @@ def test_a_large_script_scans_quickly():
     assert time.perf_counter() - t0 < 10.0  # ~0.4 s alone; generous for a shared 2-core machine
     assert {h.pattern for h in hints} >= {"ttt_before_score", "min_over_passes", "target_in_hash",
                                           "delta_vs_targets", "val_calibration", "gate_on_target"}
+
+
+# ------------------------------------------------------------------ regressions from real records (2026-04)
+
+# Unwrapped records are minified: several statements share a line. The GPTQ calibration read that follows
+# the training call on the same line must be found (it was skipped, and a later line blamed instead).
+_ONE_LINE_AFTER_TRAINING = '''
+import torch
+class Loader:
+    def __init__(self, h):
+        self.tokens = torch.from_file(h.train_files[0])
+    def next_batch(self):
+        return torch.zeros(4)
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+def calibrate(h, model):
+    calib_loader = Loader(h)
+    return calib_loader.next_batch()
+def build(h):
+    return Net()
+def train(h, model, opt):
+    train_loader = Loader(h)
+    for step in range(10):
+        x = train_loader.next_batch(); loss = model(x).sum(); loss.backward(); opt.step()
+    return model
+def main(h, model, opt):
+    model = train(h, model, opt); calibrate(h, model); print("done")
+    other = build(h)
+'''
+
+
+def test_train_read_on_the_same_line_as_the_training_call_is_found():
+    hints = [h for h in scan_source(_ONE_LINE_AFTER_TRAINING, "t.py") if h.pattern == "train_loader_after_training"]
+    line = next(i for i, t in enumerate(_ONE_LINE_AFTER_TRAINING.splitlines(), 1) if "calibrate(h, model);" in t)
+    assert [int(h.where.rsplit(":", 1)[1]) for h in hints] == [line]
+    assert "calibrate()" in hints[0].message
+    # the snippet starts at the statement on a long line, not at the line's first statement
+    assert hints[0].snippet.startswith("calibrate(h, model)") or "calibrate(h, model)" in hints[0].snippet
+
+
+def test_a_class_calling_super_init_is_not_a_training_data_reader():
+    # Net.__init__ and Loader.__init__ share the name __init__: Net() must not inherit Loader's read
+    hints = scan_source(_ONE_LINE_AFTER_TRAINING, "t.py")
+    assert not any("build()" in h.message or "Net()" in h.message for h in hints)
+
+
+def test_long_minified_line_snippet_is_taken_at_the_flagged_statement():
+    pad = ";".join(f"v{i}=0" for i in range(60))  # a >200-character line before the flagged call
+    src = _ONE_LINE_AFTER_TRAINING.replace("    model = train(h, model, opt); calibrate",
+                                           f"    {pad};model = train(h, model, opt); calibrate")
+    hint = next(h for h in scan_source(src, "t.py") if h.pattern == "train_loader_after_training")
+    assert hint.snippet.startswith("…calibrate(h, model)")
+
+
+# A per-window bias fitted on the window's context (targets y[:s], scored by earlier windows) and applied to
+# the tokens after it (y[s:]) is score-first adaptation, not SLOT; fitting on the scored slice is SLOT.
+_CONTEXT_FIT = '''
+import torch
+import torch.nn.functional as F
+def eval_val_sliding_bias(model, val_tokens, seq_len, stride, vocab):
+    bias = torch.zeros(vocab)
+    total = 0.0
+    for ws in range(0, val_tokens.numel() - seq_len, stride):
+        chunk = val_tokens[ws:ws + seq_len + 1]
+        x = chunk[:-1].unsqueeze(0); y = chunk[1:].unsqueeze(0)
+        with torch.inference_mode():
+            logits = model(x).float().squeeze(0)
+        s = 0 if ws == 0 else seq_len - stride
+        if s > 0:
+            b = bias.clone().detach().requires_grad_(True); opt = torch.optim.SGD([b], lr=0.1)
+            ctx_logits = logits[:s].detach(); ctx_tgt = y.squeeze(0)[:s]
+            for _ in range(3):
+                opt.zero_grad(); loss = F.cross_entropy(ctx_logits + b, ctx_tgt); loss.backward(); opt.step()
+            bias = b.detach()
+        nll = F.cross_entropy(logits[s:] + bias, y.squeeze(0)[s:], reduction="none")
+        total += float(nll.sum())
+    return total
+'''
+
+
+def test_bias_fitted_on_the_scored_context_is_not_flagged():
+    hints = scan_source(_CONTEXT_FIT, "etlb.py")
+    assert not [h for h in hints if h.pattern in ("delta_vs_targets", "ttt_before_score")], hints
+
+
+def test_bias_fitted_on_the_slice_it_scores_is_still_slot():
+    slot = _CONTEXT_FIT.replace("ctx_tgt = y.squeeze(0)[:s]", "ctx_tgt = y.squeeze(0)[s:]") \
+                       .replace("ctx_logits = logits[:s].detach()", "ctx_logits = logits[s:].detach()")
+    hints = scan_source(slot, "slot.py")
+    assert {h.pattern for h in hints} & {"delta_vs_targets", "ttt_before_score"}, hints
+    whole = _CONTEXT_FIT.replace("ctx_tgt = y.squeeze(0)[:s]", "ctx_tgt = y.squeeze(0)")
+    assert {h.pattern for h in scan_source(whole, "slot2.py")} & {"delta_vs_targets", "ttt_before_score"}

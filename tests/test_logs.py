@@ -350,3 +350,56 @@ def test_find_logs_bad_folder(tmp_path):
     f.write_text("x")
     with pytest.raises(BadInput, match="not a folder"):
         find_logs(f)
+
+
+# ------------------------------------------------------------------ train logs and separate evaluation logs
+
+_TRAIN42 = """seed:42
+step:0/20000 val_loss:8.4325 val_bpb:3.5856 train_time:0ms step_avg:0.01ms
+step:6388/20000 val_loss:2.6014 val_bpb:1.1062 train_time:600099ms step_avg:93.94ms
+stopping_early: wallclock_cap train_time:600099ms step:6388/20000
+Code size: 135695 bytes
+Serialized model int6+brotli: 15654427 bytes
+Total submission size int6+brotli: 15790122 bytes
+final_int6_sliding_window val_loss:2.58581 val_bpb:1.09951891 eval_time:91000ms
+"""
+_EVAL42 = """sp4608 v2 (N_INT6=66, QK_GAIN=5.0) - 8-GPU n-gram eval
+val_bpb = 1.09700744
+Tilted: 25.6% | Hits: 53.5%
+Loop: 50.1s | Wall: 87.6s
+"""
+
+
+def test_log_kind_tells_training_logs_from_evaluation_only_logs():
+    assert parse_log_text(_TRAIN42, path="train_seed42.log").kind == "train"
+    ev = parse_log_text(_EVAL42, path="ngram_eval_seed42.log")
+    assert ev.kind == "eval" and ev.seed == 42 and ev.final.val_bpb == pytest.approx(1.09700744)
+    assert parse_log_text("hello\n", path="notes.log").kind == "other"
+    # a TTT log with only 'N/M val_loss:' step lines is a training log too
+    assert parse_log_text("0/20000 val_loss: 9.0 val_bpb: 3.4\nttt:done val_loss=2.7 val_bpb=1.07\n").kind == "train"
+
+
+def test_evaluation_log_joins_its_seed_and_reports_the_later_score():
+    runs = logs.seed_runs([parse_log_text(_TRAIN42, path="train_seed42.log"),
+                           parse_log_text(_EVAL42, path="ngram_eval_seed42.log"),
+                           parse_log_text(_TRAIN42.replace("seed:42", "seed:7"), path="train_seed7.log")])
+    assert [(r.seed, Path(r.final_log).name) for r in runs] == [(42, "ngram_eval_seed42.log"),
+                                                                 (7, "train_seed7.log")]
+    r42 = runs[0]
+    assert r42.final.val_bpb == pytest.approx(1.09700744)
+    # sizes and training time come from the training log; the eval log states no time: unknown, not 0
+    assert r42.model_bytes == 15654427 and r42.total_bytes == 15790122 and r42.train_time_ms == 600099
+    assert r42.eval_time_ms is None
+    assert "ngram_eval_seed42.log" in r42.warnings[0]
+    assert runs[1].eval_time_ms == 91000 and runs[1].warnings == []
+
+
+def test_duplicate_training_seeds_stay_separate_runs_with_a_warning():
+    a = parse_log_text(_TRAIN42, path="old_train_seed42.log")
+    b = parse_log_text(_TRAIN42, path="train_seed42.log")
+    ev = parse_log_text(_EVAL42, path="ngram_eval_seed42.log")
+    runs = logs.seed_runs([a, b, ev, parse_log_text("no score here\n", path="x.log")])
+    assert len(runs) == 3  # two training runs, the eval log alone (ambiguous seed), the scoreless log dropped
+    assert all("2 training logs state seed 42" in r.warnings[0] for r in runs[:2])
+    assert runs[2].final_log == "ngram_eval_seed42.log" and "share seed 42" in runs[2].warnings[0]
+    assert runs[0].eval_time_ms == 91000

@@ -147,6 +147,31 @@ def test_log_of_a_mixture_is_a_derived_score(trace: Trace) -> None:
     assert all(sc[s]["dep"] >= sc[s]["pos"] for s in cons[1]["sids"])  # C1 shows
 
 
+@pytest.mark.parametrize("gate_on_target", [False, True])
+def test_a_mixture_weight_chosen_by_looking_at_the_target_shows_in_dep(trace: Trace, gate_on_target: bool) -> None:
+    t = trace.ttokens(17)
+    x, y = t[:-1], t[1:]
+    with torch.no_grad():
+        lp = F.log_softmax(torch.nn.Embedding(V, V)(x), -1)
+        p_model = lp.exp()
+        row = torch.rand(V, V)[x]
+        p_cache = row / row.sum(-1, keepdim=True)  # a proper distribution (not a softmax output)
+        if gate_on_target:
+            lam = torch.where(p_cache.gather(-1, y[:, None]) > p_model.gather(-1, y[:, None]), 0.4, 0.0)
+        else:
+            ent = -(p_model * lp).sum(-1, keepdim=True)  # the model's uncertainty only: legal
+            lam = 0.4 * torch.sigmoid(ent - 3.0)
+        p_mix = (1.0 - lam) * p_model + lam * p_cache
+        nll = -torch.log(p_mix.gather(-1, y[:, None]).squeeze(-1))
+        value = nll.mean().item()
+    ev = trace.close()
+    sc = scores(ev)
+    (c,) = [e for e in ev if e["kind"] == "consume"]
+    assert np.mean([sc[s]["nll"] for s in c["sids"]]) == pytest.approx(value, rel=1e-5)
+    deps_ok = [sc[s]["dep"] < sc[s]["pos"] for s in c["sids"]]
+    assert len(deps_ok) == 16 and all(deps_ok) != gate_on_target
+
+
 def test_log_of_a_max_over_passes_keeps_the_combination_visible(trace: Trace) -> None:
     n1, n2 = _two_passes(trace)
     best = torch.maximum(torch.exp(-n1), torch.exp(-n2))

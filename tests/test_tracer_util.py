@@ -35,6 +35,7 @@ class Trace:
                             submission_dir=str(submission_dir), vocab_size=vocab)
         )
         self.tr = tracer.install(self.ctx)
+        self.tr.strict = True  # a rule that fails raises here (in a real run it widens and is counted)
         self.closed = False
 
     def tokens(self, n: int, lo: int = 0, mult: int = 7) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 
 from harness.probes.execute import Variant, VariantRun
 from harness.probes.outcome import ProbeOutcome
-from harness.probes.stats import NormalizationSum, decide_normalization, format_p, normal_quantile, normalization_sum
+from harness.probes.stats import decide_normalization, format_p, normal_quantile, normalization_sum
 from harness.probes.streams import BatchedSites, batched_sites, sample_candidates, with_token
 from harness.results import Evidence, Status
 

@@ -17,12 +17,11 @@ import numpy as np
 
 from harness.config import Config
 from harness.errors import BadInput, Exit, RunFailed
-from harness.results import Report, RuleResult, Status
-from harness.rules import rule_order
-
 from harness.probes.execute import HarnessExecutor
 from harness.probes.results import merge_rule_results, probes_section_lines, rule_results
 from harness.probes.session import PROBES, block_length, probe_params, run_session, session_dir_name
+from harness.results import Report, RuleResult
+from harness.rules import rule_order
 
 
 def run_options(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
@@ -169,4 +168,3 @@ def main_probe(args: argparse.Namespace, cfg: Config) -> int:
 
 
 __all__ = ["fold_probes", "main_probe", "probe_rule_results", "run_options"]
-_ = Status  # re-exported for callers that inspect rows

@@ -92,7 +92,11 @@ class SessionCost:
         return xs[len(xs) // 2]
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = {k: v for k, v in self.__dict__.items() if k != "variant_s"}
+        xs = sorted(x for x in self.variant_s if x is not None)
+        d["variant_s"] = {"n": len(xs), "median": xs[len(xs) // 2] if xs else None, "max": xs[-1] if xs else None,
+                          "sum": round(sum(xs), 3)}
+        return d
 
 
 # ---------------------------------------------------------------- reading one run's ledger

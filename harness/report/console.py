@@ -32,8 +32,10 @@ def render_report(report: Report, console: Console | None = None) -> None:
     acc = report.sections.get("accounting")
     if acc and acc.get("practised", {}).get("total") is not None:
         p, s = acc["practised"], acc["strict"]
+        un = acc.get("unwrapped_source_bytes")
+        wrapped = f"; the wrapper unpacks to {un:,} B of source" if un and un != p["code"] else ""
         con.print(f"bytes: practised {p['total']:,} (code {p['code']:,} + model {p['model']:,}) | "
-                  f"strict {s['total']:,} (code {s['code']:,}) | cap {acc['cap']:,}")
+                  f"strict {s['total']:,} (code {s['code']:,}) | cap {acc['cap']:,}{wrapped}")
     table = Table(show_lines=False, header_style="bold")
     table.add_column("rule", no_wrap=True)
     table.add_column("title")

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Prov, Store, broadcast
+from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Prov, Store, broadcast, filled
 
 _TRACER: Any = None  # the active Tracer (set by install)
 
@@ -289,7 +289,7 @@ def ufunc_rule(tr: Any, uf: np.ufunc, method: str, inputs: tuple[Any, ...], kwar
                 acc = [np.array(moved[0], np.int64)]
                 for i in range(1, moved.shape[0]):
                     m = tr.merge_sids([acc[-1], moved[i]], moved.shape[1:], op)
-                    acc.append(m if m is not None else np.full(moved.shape[1:], NO_SID))
+                    acc.append(m if m is not None else filled(moved.shape[1:], NO_SID))
                 sid = np.moveaxis(np.stack(acc), 0, axis)
             newp = _fit(Prov(lo, hi, sid), shape)
         elif method == "outer":
@@ -373,8 +373,8 @@ def _np_matmul(tr: Any, a: Any, b: Any, shape: tuple[int, ...]) -> Prov | None:
         z = (Bm == 0) & ((np.asarray(pb.hi)[:, None] if b1 else np.asarray(pb.hi)) < 0 if pb is not None else True)
         keep_b = ~z if z.any() else None
     full = np.broadcast_shapes(A.shape[:-2], Bm.shape[:-2]) + (A.shape[-2], Bm.shape[-1])
-    lo = np.full(full, E_LO, np.int32)
-    hi = np.full(full, E_HI, np.int32)
+    lo = filled(full, E_LO, np.int32)
+    hi = filled(full, E_HI, np.int32)
     if pa is not None:
         alo = np.asarray(pa.lo)[None, :] if a1 else np.asarray(pa.lo)
         ahi = np.asarray(pa.hi)[None, :] if a1 else np.asarray(pa.hi)
@@ -494,8 +494,8 @@ def _np_bincount(tr: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, An
     if xp is None and wp is None:
         return res
     vals = tr.union([xp, wp], tuple(np.shape(x)), "np.bincount")
-    lo = np.full(res.shape, E_LO, np.int32)
-    hi = np.full(res.shape, E_HI, np.int32)
+    lo = filled(res.shape, E_LO, np.int32)
+    hi = filled(res.shape, E_HI, np.int32)
     iv = np.asarray(_raw(x)).astype(np.int64).ravel()
     np.minimum.at(lo, iv, np.asarray(vals.lo).ravel())
     np.maximum.at(hi, iv, np.asarray(vals.hi).ravel())
@@ -729,7 +729,7 @@ class TracedArray(np.ndarray):
             if new is None:
                 if loc.key in tr.store.entries:
                     tr.store.write_elements(loc.owner, loc.n_owner, loc.itemsize, sel,
-                                            Prov(np.full(shape, E_LO, np.int32), np.full(shape, E_HI, np.int32), None),
+                                            Prov(filled(shape, E_LO, np.int32), filled(shape, E_HI, np.int32), None),
                                             accumulate=False)
                 return
             tr.store.write_elements(loc.owner, loc.n_owner, loc.itemsize, sel, new, accumulate=False)

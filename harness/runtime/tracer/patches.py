@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from harness.runtime.tracer import numpy_trace
-from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Prov
+from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Prov, filled
 from harness.runtime.tracer.state import Tracer, np_values
 
 _undo: list[Callable[[], None]] = []
@@ -150,8 +150,8 @@ def _install_constructors(tr: Tracer) -> None:
                     lo, hi = int(np.min(p.lo)) if p.lo.size else int(E_LO), int(np.max(p.hi)) if p.hi.size else int(E_HI)
                     sid = tr.bag_of(None if p.sid is None else np.asarray(p.sid))
                     shape = tuple(res.shape)
-                    tr.store.write(loc, Prov(np.full(shape, lo, np.int32), np.full(shape, hi, np.int32),
-                                             None if sid == NO_SID else np.full(shape, sid, np.int64)))
+                    tr.store.write(loc, Prov(filled(shape, lo, np.int32), filled(shape, hi, np.int32),
+                                             None if sid == NO_SID else filled(shape, sid, np.int64)))
             return res
 
         _setattr(torch, name, f)

@@ -24,6 +24,16 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+_np_empty = np.empty  # the original, captured before numpy_trace wraps numpy's constructors
+
+
+def filled(shape: Any, value: Any, dtype: Any = None) -> np.ndarray:
+    """np.full without its overhead (and without the constructor wrapper): a hot path here."""
+    a = _np_empty(shape, np.asarray(value).dtype if dtype is None else dtype)
+    a.fill(value)
+    return a
+
+
 E_LO = np.int32(np.iinfo(np.int32).max)
 E_HI = np.int32(-1)
 NO_SID = np.int64(-1)
@@ -68,8 +78,8 @@ class Entry:
     __slots__ = ("lo", "hi", "sid", "itemsize")
 
     def __init__(self, n: int, itemsize: int) -> None:
-        self.lo = np.full(max(n, 1), E_LO, np.int32)
-        self.hi = np.full(max(n, 1), E_HI, np.int32)
+        self.lo = filled(max(n, 1), E_LO, np.int32)
+        self.hi = filled(max(n, 1), E_HI, np.int32)
         self.sid: np.ndarray | None = None
         self.itemsize = itemsize
 
@@ -77,14 +87,14 @@ class Entry:
         if n <= self.lo.size:
             return
         extra = n - self.lo.size
-        self.lo = np.concatenate([self.lo, np.full(extra, E_LO, np.int32)])
-        self.hi = np.concatenate([self.hi, np.full(extra, E_HI, np.int32)])
+        self.lo = np.concatenate([self.lo, filled(extra, E_LO, np.int32)])
+        self.hi = np.concatenate([self.hi, filled(extra, E_HI, np.int32)])
         if self.sid is not None:
-            self.sid = np.concatenate([self.sid, np.full(extra, NO_SID, np.int64)])
+            self.sid = np.concatenate([self.sid, filled(extra, NO_SID, np.int64)])
 
     def ensure_sid(self) -> np.ndarray:
         if self.sid is None:
-            self.sid = np.full(self.lo.size, NO_SID, np.int64)
+            self.sid = filled(self.lo.size, NO_SID, np.int64)
         return self.sid
 
 
@@ -341,7 +351,7 @@ class Store:
 
     def offsets(self, loc: Loc) -> np.ndarray:
         """Block element index of every element of a located view (its shape)."""
-        idx = np.full(loc.shape, loc.offset, np.int64)
+        idx = filled(loc.shape, loc.offset, np.int64)
         for d, (n, s) in enumerate(zip(loc.shape, loc.strides)):
             shp = [1] * len(loc.shape)
             shp[d] = n

@@ -62,7 +62,8 @@ _add(
     "diagonal_scatter", "as_strided_scatter", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
     "hstack", "vstack", "column_stack", "_unsafe_split", "_unsafe_split_with_sizes", "rot90", "fliplr", "flipud",
     "movedim_copy", "view_as_real_copy", "view_as_complex_copy", "_cat", "concat", "concatenate",
-    "repeat_interleave", "tril_", "triu_",
+    "repeat_interleave", "tril_", "triu_", "slice_backward", "select_backward", "diagonal_backward",
+    "permute_backward", "_unsafe_masked_index",
 )
 _add(
     "factory_like", "zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.runtime.tracer.provenance import filled
+
 NO_SID = -1
 SMALL_BAG = 16  # combines are looked for only between values made of at most this many scores
 
@@ -25,19 +27,23 @@ def bag_index(v: int) -> int:
 class ScoreBook:
     def __init__(self) -> None:
         self._pos = np.empty(1024, np.int64)
+        self._dep = np.empty(1024, np.int64)
         self.n = 0
         self._members: list[np.ndarray] = []
         self._size: list[int] = []  # upper bound on each bag's number of sids
         self._bag_max: dict[int, int] = {}  # bag channel value -> largest target position in it
+        self._bag_dep: dict[int, int] = {}  # bag channel value -> largest dep of its scores
 
     # -- score ids -------------------------------------------------------------------------------------
-    def new(self, pos: np.ndarray) -> np.ndarray:
-        """Fresh sids for target positions ``pos`` (1-D)."""
+    def new(self, pos: np.ndarray, dep: np.ndarray | None = None) -> np.ndarray:
+        """Fresh sids for target positions ``pos`` (1-D), with the ``dep`` their events carry."""
         k = int(pos.size)
         while self.n + k > self._pos.size:
             self._pos = np.concatenate([self._pos, np.empty(self._pos.size, np.int64)])
+            self._dep = np.concatenate([self._dep, np.empty(self._dep.size, np.int64)])
         sids = np.arange(self.n, self.n + k, dtype=np.int64)
         self._pos[self.n : self.n + k] = pos.ravel()
+        self._dep[self.n : self.n + k] = -1 if dep is None else np.asarray(dep).ravel()
         self.n += k
         return sids
 
@@ -120,7 +126,7 @@ class ScoreBook:
     def reduce_groups(self, groups: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
         """One channel value per row of ``groups`` [G, R]: the set of scores the row is made of."""
         g = np.asarray(groups, np.int64)
-        out = np.full(g.shape[0], NO_SID, np.int64)
+        out = filled(g.shape[0], NO_SID, np.int64)
         combos: list[tuple[int, int, int]] = []
         if g.size == 0:
             return out, combos
@@ -160,18 +166,25 @@ class ScoreBook:
         A score's value was selected at its target, so a value carrying score ids depends on those
         targets' tokens: a distribution built from it depends on them too.
         """
+        return self._max_of(sid, self._pos, self._bag_max)
+
+    def max_dep(self, sid: np.ndarray) -> np.ndarray:
+        """Per element: the largest ``dep`` among the scores it is made of (-1: none)."""
+        return self._max_of(sid, self._dep, self._bag_dep)
+
+    def _max_of(self, sid: np.ndarray, table: np.ndarray, cache: dict[int, int]) -> np.ndarray:
         sid = np.asarray(sid, np.int64)
-        out = np.full(sid.shape, -1, np.int64)
+        out = filled(sid.shape, -1, np.int64)
         plain = sid >= 0
         if plain.any():
-            out[plain] = self._pos[sid[plain]]
+            out[plain] = table[sid[plain]]
         bags = sid <= -2
         if bags.any():
             for v in np.unique(sid[bags]).tolist():
-                m = self._bag_max.get(v)
+                m = cache.get(v)
                 if m is None:
                     f = self.flatten(np.array([v]))
-                    m = self._bag_max[v] = int(self.pos_of(f).max()) if f.size else -1
+                    m = cache[v] = int(table[f].max()) if f.size else -1
                 out[sid == v] = m
         return out
 

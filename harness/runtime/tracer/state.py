@@ -16,7 +16,7 @@ import torch
 
 from harness.runtime.tracer import provenance as pv
 from harness.runtime.tracer.events import Emitter
-from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Prov, Store
+from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Prov, Store, filled
 from harness.runtime.tracer.scores import ScoreBook
 
 STATS_EVERY = 200_000  # traced ops between periodic stats events
@@ -55,6 +55,7 @@ class Tracer:
         self.imprecise_targets = 0
         self._next_stats = STATS_EVERY
         self.step_updated: set[int] = set()
+        self.strict = False  # tests: a failing rule raises instead of widening
 
     # -- re-entrancy ---------------------------------------------------------------------------------
     @property
@@ -112,8 +113,8 @@ class Tracer:
         ps = [p for p in provs if p is not None]
         if not ps:
             return None
-        lo = np.full(shape, E_LO, np.int32)
-        hi = np.full(shape, E_HI, np.int32)
+        lo = filled(shape, E_LO, np.int32)
+        hi = filled(shape, E_HI, np.int32)
         for p in ps:
             np.minimum(lo, p.lo, out=lo)
             np.maximum(hi, p.hi, out=hi)
@@ -160,7 +161,7 @@ class Tracer:
 
     # -- scores --------------------------------------------------------------------------------------
     def new_scores(self, pos: np.ndarray, nll: np.ndarray, dep: np.ndarray, grad: bool, op: str) -> np.ndarray:
-        sids = self.book.new(np.asarray(pos, np.int64).ravel())
+        sids = self.book.new(np.asarray(pos, np.int64).ravel(), np.asarray(dep, np.int64).ravel())
         if sids.size:
             self.emitter.score(sids, pos, nll, dep, grad, op, self.site())
             self.epoch += 1

@@ -92,6 +92,8 @@ def apply(tr: Tracer, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], 
         try:
             tr_rules.RULES.get(info.rule, tr_rules.r_unruled)(call)
         except Exception as e:  # noqa: BLE001 - a rule bug must not kill the script: widen instead
+            if tr.strict:
+                raise
             tr.coarse[f"rule_error:{info.short}:{type(e).__name__}"] += 1
             try:
                 fallback = tr_rules.OpCall(tr, func, info, args, kwargs, out)

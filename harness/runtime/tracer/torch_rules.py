@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from harness.runtime.tracer import rules_table as rt
-from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Loc, Prov, broadcast, hull
+from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Loc, Prov, broadcast, hull, filled
 from harness.runtime.tracer.state import Tracer, np_values
 
 Rule = Callable[["OpCall"], None]
@@ -169,7 +169,7 @@ def fit(p: Prov, shape: tuple[int, ...]) -> Prov:
         return broadcast(p, shape)
     except ValueError:
         lo, hi = hull(p)
-        return Prov(np.full(shape, lo, np.int32), np.full(shape, hi, np.int32), None)
+        return Prov(filled(shape, lo, np.int32), filled(shape, hi, np.int32), None)
 
 
 def hull_prov(tr: Tracer, ps: list[Prov | None], shape: tuple[int, ...], op: str) -> Prov | None:
@@ -185,8 +185,8 @@ def hull_prov(tr: Tracer, ps: list[Prov | None], shape: tuple[int, ...], op: str
         cat = np.concatenate([s.ravel() for s in sids])
         if cat.size:
             v = tr.bag_of(cat)
-            sid = np.full(shape, v, np.int64)
-    return Prov(np.full(shape, lo, np.int32), np.full(shape, hi, np.int32), sid)
+            sid = filled(shape, v, np.int64)
+    return Prov(filled(shape, lo, np.int32), filled(shape, hi, np.int32), sid)
 
 
 def _dim(d: Any, nd: int) -> int:
@@ -401,7 +401,7 @@ def derive(tr: Tracer, xs: np.ndarray, vals: np.ndarray, xhi: np.ndarray, p: Pro
         return p
     idx = np.nonzero(cand)
     sv = xs[idx]
-    pos = np.full(sv.shape, -1, np.int64)
+    pos = filled(sv.shape, -1, np.int64)
     plain = sv >= 0
     pos[plain] = tr.book.pos_of(sv[plain])
     for j in np.nonzero(~plain)[0].tolist():
@@ -412,7 +412,8 @@ def derive(tr: Tracer, xs: np.ndarray, vals: np.ndarray, xhi: np.ndarray, p: Pro
         return p
     sel = tuple(a[ok] for a in idx)
     nll = -np.log(np.maximum(vals[sel], 1e-300))
-    dep = xhi[sel].astype(np.int64)
+    # what the value depends on, and what the scores it is made of depended on (a gated mixture)
+    dep = np.maximum(xhi[sel].astype(np.int64), tr.book.max_dep(sv[ok]))
     dep[dep < 0] = -1
     sids = tr.new_scores(pos[ok], nll, dep, grad, op)
     sid = np.array(p.sid, np.int64, copy=True)
@@ -634,7 +635,7 @@ def _score_selection(c: OpCall, out: torch.Tensor, p: Prov, tpos: Prov, mark: tu
     dep[dep < 0] = -1
     grad = torch.is_grad_enabled() and out.requires_grad
     sids = tr.new_scores(tlo[m], nll, dep, grad, c.short)
-    sid = np.full(shape, NO_SID, np.int64) if p.sid is None else np.array(np.broadcast_to(p.sid, shape), np.int64)
+    sid = filled(shape, NO_SID, np.int64) if p.sid is None else np.array(np.broadcast_to(p.sid, shape), np.int64)
     sid[m] = sids
     return Prov(np.broadcast_to(p.lo, shape), np.broadcast_to(p.hi, shape), sid)
 
@@ -650,7 +651,7 @@ def r_gather(c: OpCall) -> None:
     ip = c.p(index)
     excl, mark = target_selection(c, src, dim, ip)
     if excl:
-        base = p if p is not None else Prov(np.full(shape, E_LO, np.int32), np.full(shape, E_HI, np.int32), None)
+        base = p if p is not None else Prov(filled(shape, E_LO, np.int32), filled(shape, E_HI, np.int32), None)
         if mark is not None:
             base = _score_selection(c, out, base, ip, mark)  # type: ignore[arg-type]
         c.assign(out, base if (p is not None or mark is not None) else None)
@@ -715,7 +716,7 @@ def r_index(c: OpCall) -> None:
         extra.append(placed)
     res = c.tr.union([p] + extra, shape, c.short)
     if target is not None and mark is not None:
-        base = res if res is not None else Prov(np.full(shape, E_LO, np.int32), np.full(shape, E_HI, np.int32), None)
+        base = res if res is not None else Prov(filled(shape, E_LO, np.int32), filled(shape, E_HI, np.int32), None)
         res = _score_selection(c, out, base, target, mark)
     c.assign(out, res)
 
@@ -778,8 +779,8 @@ def r_embedding_backward(c: OpCall) -> None:
         return c.assign(out, None)
     iv = np_values(idx).astype(np.int64).reshape(-1)
     d = shape[-1]
-    vlo = np.full((iv.size, d), E_LO, np.int32)
-    vhi = np.full((iv.size, d), E_HI, np.int32)
+    vlo = filled((iv.size, d), E_LO, np.int32)
+    vhi = filled((iv.size, d), E_HI, np.int32)
     if gp is not None:
         vlo = np.minimum(vlo, np.broadcast_to(gp.lo, tuple(g.shape)).reshape(iv.size, d))
         vhi = np.maximum(vhi, np.broadcast_to(gp.hi, tuple(g.shape)).reshape(iv.size, d))
@@ -788,8 +789,8 @@ def r_embedding_backward(c: OpCall) -> None:
         vhi = np.maximum(vhi, ip.hi.reshape(-1, 1))
     pad = int(c.b.get("padding_idx", -1) if c.b.get("padding_idx") is not None else -1)
     keep = iv != pad
-    lo = np.full(shape, E_LO, np.int32)
-    hi = np.full(shape, E_HI, np.int32)
+    lo = filled(shape, E_LO, np.int32)
+    hi = filled(shape, E_HI, np.int32)
     np.minimum.at(lo, iv[keep], vlo[keep])
     np.maximum.at(hi, iv[keep], vhi[keep])
     c.assign(out, Prov(lo, hi, None))
@@ -912,7 +913,7 @@ def r_write_index(c: OpCall) -> None:
     if new is None:
         if accumulate:
             return
-        new = Prov(np.full(sel.shape, E_LO, np.int32), np.full(sel.shape, E_HI, np.int32), None)
+        new = Prov(filled(sel.shape, E_LO, np.int32), filled(sel.shape, E_HI, np.int32), None)
     if accumulate:
         old = tr.store.read(loc)
         if old is not None:
@@ -1024,7 +1025,7 @@ def r_scan(c: OpCall) -> None:
         acc = [np.array(moved[0], np.int64)]
         for k in range(1, moved.shape[0]):
             acc.append(c.tr.merge_sids([acc[-1], moved[k]], moved.shape[1:], c.short))
-        sid = np.moveaxis(np.stack([a if a is not None else np.full(moved.shape[1:], NO_SID) for a in acc]), 0, dim)
+        sid = np.moveaxis(np.stack([a if a is not None else filled(moved.shape[1:], NO_SID) for a in acc]), 0, dim)
     for t in outs:
         c.assign(t, fit(Prov(lo, hi, sid), tuple(t.shape)))
 
@@ -1126,8 +1127,8 @@ def matmul_prov(c: OpCall, a: torch.Tensor, b_: torch.Tensor, out_shape: tuple[i
     if blo is not None:
         parts.append(_part_from_b(blo, bhi, keep_a))
     full = np.broadcast_shapes(a_shape[:-2], b_shape[:-2]) + (a_shape[-2], b_shape[-1])
-    lo = np.full(full, E_LO, np.int32)
-    hi = np.full(full, E_HI, np.int32)
+    lo = filled(full, E_LO, np.int32)
+    hi = filled(full, E_HI, np.int32)
     for plo, phi in parts:
         np.minimum(lo, plo, out=lo)
         np.maximum(hi, phi, out=hi)
@@ -1274,8 +1275,8 @@ def attention_forward(c: OpCall, layout: str) -> None:
     H, L, S = a["H"], a["L"], a["S"]
     qr, kr, vr = _rows(c.p(a["q"]), layout), _rows(c.p(a["k"]), layout), _rows(c.p(a["v"]), layout)
     kvshape = (a["B"], a["k"].shape[2] if layout == "bshd" else a["k"].shape[1], S)
-    kv_lo = np.full(kvshape, E_LO, np.int32)
-    kv_hi = np.full(kvshape, E_HI, np.int32)
+    kv_lo = filled(kvshape, E_LO, np.int32)
+    kv_hi = filled(kvshape, E_HI, np.int32)
     for r in (kr, vr):
         if r is not None:
             np.minimum(kv_lo, r[0], out=kv_lo)
@@ -1330,8 +1331,8 @@ def r_attention_backward(c: OpCall) -> None:
     B, H, L, S = a["B"], a["H"], a["L"], a["S"]
     Hk = a["k"].shape[2] if layout == "bshd" else a["k"].shape[1]
     kv = [r for r in (_rows(c.p(a["k"]), layout), _rows(c.p(a["v"]), layout)) if r is not None]
-    kv_lo = np.full((B, Hk, S), E_LO, np.int32)
-    kv_hi = np.full((B, Hk, S), E_HI, np.int32)
+    kv_lo = filled((B, Hk, S), E_LO, np.int32)
+    kv_hi = filled((B, Hk, S), E_HI, np.int32)
     for r in kv:
         np.minimum(kv_lo, r[0], out=kv_lo)
         np.maximum(kv_hi, r[1], out=kv_hi)
@@ -1516,7 +1517,7 @@ def r_nll(c: OpCall) -> None:
         if m.any():
             vals = take(np_values(x)).astype(np.float64)
             nll = -vals[m]
-            dep_src = el.hi if el is not None else np.full(tshape, -1)
+            dep_src = el.hi if el is not None else filled(tshape, -1)
             dep = np.asarray(dep_src)[m].astype(np.int64)
             if el is not None and el.sid is not None:  # log-probs built from target-selected values
                 dep = np.maximum(dep, tr.book.max_pos(np.broadcast_to(el.sid, tshape)[m]))
@@ -1525,20 +1526,20 @@ def r_nll(c: OpCall) -> None:
             grad = torch.is_grad_enabled() and x.requires_grad
             op = "nll_loss2d" if "2d" in c.short else "nll_loss"
             sids = tr.new_scores(pos, nll, dep, grad, op)
-            sid = np.full(tshape, NO_SID, np.int64)
+            sid = filled(tshape, NO_SID, np.int64)
             sid[m] = sids
     if el is None and sid is None:
         c.assign(out, None)
         return
     if el is None:
-        el = Prov(np.full(tshape, E_LO, np.int32), np.full(tshape, E_HI, np.int32), None)
+        el = Prov(filled(tshape, E_LO, np.int32), filled(tshape, E_HI, np.int32), None)
     el = Prov(np.where(valid, el.lo, E_LO).astype(np.int32), np.where(valid, el.hi, E_HI).astype(np.int32), sid)
     if reduction == 0:
         c.assign(out, el)
     else:
         bag = tr.reduce_sids(el.sid, tuple(range(len(tshape))), (), "nll_loss") if el.sid is not None else None
         lo, hi = hull(el)
-        c.assign(out, Prov(np.full((), lo, np.int32), np.full((), hi, np.int32), bag))
+        c.assign(out, Prov(filled((), lo, np.int32), filled((), hi, np.int32), bag))
     if total is not None:
         c.assign(total, None)  # the normalizer's dependence on which targets are ignored is not followed
 
@@ -1659,8 +1660,8 @@ def r_bincount(c: OpCall) -> None:
         return c.assign(out, None)
     iv = np_values(x).astype(np.int64).ravel()
     vals = c.tr.union([xp, wp], tuple(x.shape), c.short)
-    lo = np.full(shape, E_LO, np.int32)
-    hi = np.full(shape, E_HI, np.int32)
+    lo = filled(shape, E_LO, np.int32)
+    hi = filled(shape, E_HI, np.int32)
     np.minimum.at(lo, iv, np.asarray(vals.lo).ravel())  # type: ignore[union-attr]
     np.maximum.at(hi, iv, np.asarray(vals.hi).ravel())  # type: ignore[union-attr]
     c.assign(out, Prov(lo, hi, None))
