@@ -23,11 +23,21 @@ from harness.config import load_config  # noqa: E402
 from harness.probes import probe_rule_results  # noqa: E402
 
 
+def _expected_env(name: str) -> dict[str, str]:
+    """The environment overrides a reference needs (its expected.toml), as `harness run` gets them."""
+    import tomllib
+
+    f = ROOT / "submissions" / name / "expected.toml"
+    if not f.is_file():
+        return {}
+    return {str(k): str(v) for k, v in (tomllib.loads(f.read_text(encoding="utf-8")).get("env") or {}).items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--subs", nargs="*", default=None, help="reference folders under submissions/ (default: all)")
     ap.add_argument("--probes", nargs="*", default=["c2", "c1", "canary"])
-    ap.add_argument("--blocks", type=int, default=4, help="stream length in sequences (default 4)")
+    ap.add_argument("--blocks", type=int, default=16, help="stream length in sequences (at least two TTT chunks)")
     ap.add_argument("--candidates", type=int, default=32, help="C2 candidates (0 = the whole vocabulary)")
     ap.add_argument("--no-fork", action="store_true", help="one run per variant instead of the fork server")
     ap.add_argument("--no-trace", action="store_true")
@@ -43,12 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     total = 0.0
     with tempfile.TemporaryDirectory(prefix="bench-probes-") as tmp:
         for name in subs:
+            env = _expected_env(name)
             for probe in args.probes:
                 t0 = time.time()
                 try:
                     rows, sec = probe_rule_results(ROOT / "submissions" / name, cfg,
-                                                   {"trace": not args.no_trace, "out_dir": f"{tmp}/{name}-{probe}"},
-                                                   which=(probe,))
+                                                   {"trace": not args.no_trace, "out_dir": f"{tmp}/{name}-{probe}",
+                                                    "env": env}, which=(probe,))
                 except Exception as e:  # noqa: BLE001 - a bench line, not a crash
                     print(f"{name:32} {probe:7} {time.time() - t0:7.1f}  error: {type(e).__name__}: {e}")
                     continue

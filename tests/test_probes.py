@@ -205,7 +205,8 @@ def test_merge_never_relaxes_the_trace():
     assert rows[0].status is Status.FAIL and notes
     rows, notes = merge_rule_results([_row("C1", Status.INCONCLUSIVE)], [probe])
     assert rows[0].status is Status.INCONCLUSIVE and not notes
-    rows, _ = merge_rule_results([_row("C2", Status.NOT_RUN)], [RuleResult("C2", "C2", Status.PASS, "z=1", [], "probe")])
+    z1 = RuleResult("C2", "C2", Status.PASS, "z=1", [], "probe")
+    rows, _ = merge_rule_results([_row("C2", Status.NOT_RUN)], [z1])
     assert rows[0].status is Status.PASS and rows[0].checker == "probe"
     rows, _ = merge_rule_results([_row("C4", Status.PASS)], [])
     assert rows[0].status is Status.PASS
@@ -218,3 +219,23 @@ def test_variant_run_totals():
     v = Variant("v", np.zeros(5, np.uint16), "c2")
     assert v.tokens.size == 5
     assert math.isfinite(r.total_slack)
+
+
+def test_fold_probes_merges_into_a_report(monkeypatch):
+    import argparse
+
+    from harness.config import load_config
+    from harness.probes import command
+    from harness.results import Report
+
+    def fake(path, cfg, run_opts, which):
+        rows = [RuleResult("C2", "C2", Status.FAIL, "canary probe: dip", [], "probe")]
+        return rows, {"which": list(which), "outcomes": []}
+
+    monkeypatch.setattr(command, "probe_rule_results", fake)
+    report = Report("x", "check", "0", "now", rules=[_row("C4", Status.PASS), _row("C1", Status.PASS),
+                                                      _row("C2", Status.NOT_RUN)])
+    command.fold_probes(report, argparse.Namespace(path="x"), load_config())
+    assert [r.rule_id for r in report.rules] == ["C1", "C2", "C4"]
+    assert report.result("C2").status is Status.FAIL and report.sections["probes"]["which"] == ["c2", "c1", "canary"]
+    assert any(DISAGREE in n for n in report.notes)

@@ -124,11 +124,22 @@ def test_batched_sites_layout():
     L = 8
     ctx = np.arange(10, 10 + L, dtype=np.uint16)
     fill = np.arange(30, 30 + L, dtype=np.uint16)
-    b = batched_sites(ctx, fill, [5, 6, 7], control=9)
-    assert b.tokens.size == 2 * L * 5 + 1 and b.tokens[0] == BOS_ID
-    assert b.candidates == [9, 5, 6, 7, 9] and b.controls == (0, 4)
+    b = batched_sites(ctx, fill, [5, 6, 7], controls=[9, 4])
+    assert b.tokens.size == 2 * L * 7 + 1 and b.tokens[0] == BOS_ID
+    assert b.candidates == [9, 4, 5, 6, 7, 9, 4] and b.controls == [(0, 5), (1, 6)]
+    assert [b.candidates[i] for i in b.measured] == [5, 6, 7]
     for p, v in zip(b.sites, b.candidates):
         assert p % (2 * L) == 0 and b.tokens[p] == v
         assert np.array_equal(b.tokens[p - L:p], ctx)  # the sequence that predicts the site is the context
         # and a sequence-aligned evaluation (stream length k*L + 1) keeps every site
         assert p <= ((b.tokens.size - 1) // L) * L
+
+
+def test_block_length_and_chunk_aware_blocks():
+    from harness.probes.session import block_length, blocks_for
+
+    assert block_length({"TRAIN_SEQ_LEN": "64", "EVAL_SEQ_LEN": "96", "X": "7"}) == 192
+    assert block_length({}, default=2048) == 2048
+    # a 512-token TTT chunk needs a stream spanning two chunks and a sequence
+    assert blocks_for({"TTT_CHUNK_TOKENS": "512"}, 64, 4) == 17
+    assert blocks_for({}, 64, 4) == 4 and blocks_for({"TTT_CHUNK_TOKENS": "x"}, 64, 20) == 20

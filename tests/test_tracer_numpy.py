@@ -64,9 +64,11 @@ def test_fancy_indexing_includes_the_key(trace: Trace) -> None:
     mask = a[:5] > 10  # traced boolean mask: every selected element depends on it
     sel = a[:5][mask]
     assert (trace.prov(sel)[1] == 4).all()
-    probs = np.random.rand(5, V)
+    raw = np.random.rand(5, V)
+    probs = raw / raw.sum(-1, keepdims=True)
     tgt = a[1:6]
-    assert (trace.prov(probs[np.arange(5), tgt])[1] == -1).all()  # target selection from a vocab row
+    assert (trace.prov(probs[np.arange(5), tgt])[1] == -1).all()  # the target's pick from a distribution
+    assert trace.prov(raw[np.arange(5), tgt])[1].tolist() == [1, 2, 3, 4, 5]  # not normalized: counts
     counts = np.random.rand(5, 100)
     assert trace.prov(counts[np.arange(5), tgt])[1].tolist() == [1, 2, 3, 4, 5]  # not a vocab row
 
@@ -112,6 +114,17 @@ def test_unruled_functions_widen_and_are_counted(trace: Trace) -> None:
     assert isinstance(conv, TracedArray) and (trace.prov(conv)[0] == 4).all() and (trace.prov(conv)[1] == 6).all()
     st_ = trace.events("stats")[-1]
     assert st_["unruled_ops"].get("np.convolve") == 1
+
+
+def test_copies_by_methods_without_a_rule_are_widened_not_lost(trace: Trace) -> None:
+    a = trace.tokens(8).astype(np.int64)
+    c = a[2:6].compress([True, False, True, True])  # an ndarray method this module does not override
+    lo, hi = trace.prov(c)
+    assert (lo == 2).all() and (hi == 5).all()
+    c[0] = 7  # a partial write keeps the widened provenance of the rest
+    lo, hi = trace.prov(c)
+    assert hi.tolist() == [-1, 5, 5]
+    assert trace.events("stats")[-1]["coarse"]["numpy:unruled-method"] >= 1
 
 
 def test_escapes_and_consumes(trace: Trace) -> None:

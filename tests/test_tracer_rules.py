@@ -228,8 +228,11 @@ def test_a_hashed_table_indexed_by_a_target_key_keeps_the_target(trace: Trace) -
     key = (x * 31 + y * 7) % 4096
     p_ng = counts[key]
     assert trace.prov(p_ng)[1].tolist() == list(range(1, 9))  # depends on the target position
-    counts2d = torch.rand(8, V)  # vocabulary-sized row selected by the target: excluded
-    assert trace.prov(counts2d[torch.arange(8), y])[1].tolist() == [-1] * 8
+    dist = torch.rand(8, V).softmax(-1) * 0.5 + torch.full((8, V), 0.5 / V)  # a mixture: still a distribution
+    assert trace.prov(dist[torch.arange(8), y])[1].tolist() == [-1] * 8  # the target's pick: excluded
+    raw = torch.rand(8, V)  # a vocabulary-sized row that is not normalized (counts): the target counts
+    assert trace.prov(raw[torch.arange(8), y])[1].tolist() == list(range(1, 9))
+    assert trace.prov(raw.gather(-1, y[:, None]))[1][:, 0].tolist() == list(range(1, 9))
 
 
 def test_nll_loss_scores_targets_and_respects_ignore_index(trace: Trace) -> None:
@@ -308,3 +311,46 @@ def test_property_view_chains_are_exact(tmp_path_factory, a: int, b: int, step: 
 def test_positions_helper_matches_tags(trace: Trace) -> None:
     t = trace.ttokens(5, lo=40)
     assert np.array_equal(trace.prov(t)[0], positions(40, 5))
+
+
+def test_document_mask_from_tokens_stays_causal(trace: Trace) -> None:
+    """A causal mask plus a same-document mask computed from the tokens (BOS = 1)."""
+    q, k, v = _qkv(trace)
+    t = trace.ttokens(6)
+    doc = (t == 1).cumsum(0)  # document id of each position: depends on every earlier token
+    same_doc = doc[:, None] == doc[None, :]
+    causal = torch.tril(torch.ones(6, 6, dtype=torch.bool))
+    att = (q @ k.transpose(-2, -1)).masked_fill(~causal, float("-inf"))
+    att = att.masked_fill(~same_doc, float("-inf"))
+    y = att.softmax(-1) @ v
+    assert np.array_equal(trace.prov(y)[1][0, 0, :, 0], np.arange(6))
+    y2 = F.scaled_dot_product_attention(q, k, v, attn_mask=causal & same_doc)
+    assert np.array_equal(trace.prov(y2)[1][0, 0, :, 0], np.arange(6))
+    # the same-document mask alone (no causal part) lets later tokens in: not causal
+    y3 = F.scaled_dot_product_attention(q, k, v, attn_mask=same_doc)
+    assert (trace.prov(y3)[1][0, 0, :, 0] == 5).all()
+
+
+def test_out_variants_and_in_place_movement(trace: Trace) -> None:
+    t = trace.ttokens(6).float()
+    buf = torch.empty(6)
+    torch.cat([t[3:], t[:3]], out=buf)
+    assert trace.prov(buf)[1].tolist() == [3, 4, 5, 0, 1, 2]
+    m = t.view(2, 3).clone()
+    m.tril_()
+    assert trace.prov(m)[1].tolist() == [[0, -1, -1], [3, 4, -1]]
+    r = F.pad(t.view(1, 1, 6), (2, 0), mode="reflect")
+    assert trace.prov(r)[1][0, 0].tolist() == [2, 1, 0, 1, 2, 3, 4, 5]
+    st = trace.events("stats")[-1]
+    assert not st["unruled_ops"] and not any(k.startswith("rule_error") for k in st["coarse"])
+
+
+def test_complex_rotary_views_keep_positions(trace: Trace) -> None:
+    x = trace.ttokens(8).float().view(4, 2)  # row i: positions 2i, 2i+1
+    xc = torch.view_as_complex(x.contiguous())  # a complex view of float memory
+    freqs = torch.polar(torch.ones(4), torch.arange(4.0))
+    y = torch.view_as_real(xc * freqs).flatten()
+    lo, hi = trace.prov(y)
+    assert lo.tolist() == [0, 0, 2, 2, 4, 4, 6, 6] and hi.tolist() == [1, 1, 3, 3, 5, 5, 7, 7]
+    nz = torch.where(x[:, 0] > 3)
+    assert (trace.prov(nz[0])[1] == 6).all()  # which rows: depends on every row tested

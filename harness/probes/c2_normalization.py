@@ -276,7 +276,8 @@ def shift_outcome(c2: ProbeOutcome, replay_identical: bool | None) -> ProbeOutco
     ev = [Evidence(positions=sorted({p for m in moved for p in m["positions"]})[:10],
                    detail=f"substituting {n} candidate(s) at position {site} moved these earlier scores by up to "
                    f"{big:.3g} nats (e.g. token {moved[0]['token']})")]
-    power = f"from the C2 variants: {n} substitution(s) at the last position {site}, all earlier scores compared bitwise"
+    power = (f"from the C2 variants: {n} substitution(s) at the last position {site}, all earlier scores "
+             "compared bitwise")
     if replay_identical:
         return ProbeOutcome("c2-shift", "C1", Status.FAIL,
                             f"changing only the token at position {site} changed the reported score of position "
@@ -294,21 +295,23 @@ def shift_outcome(c2: ProbeOutcome, replay_identical: bool | None) -> ProbeOutco
 BATCHED = "c2_batched"
 
 
-def plan_c2_batched(base: np.ndarray, vocab: int, block: int, rng: np.random.Generator) -> tuple[BatchedSites, Variant]:
+def plan_c2_batched(base: np.ndarray, vocab: int, block: int, rng: np.random.Generator,
+                    n_controls: int = 4) -> tuple[BatchedSites, Variant]:
     """Every token of the vocabulary after the context of the base stream's last position, in a random
-    order, in one stream (see streams.batched_sites)."""
+    order, in one stream (see streams.batched_sites); controls: the true token and a few random ones."""
     t = int(base.size - 1)
     context = np.asarray(base[t - block:t], dtype=np.uint16)
     filler = np.asarray(base[1:block + 1], dtype=np.uint16)
     cands = rng.permutation(vocab).tolist()
-    b = batched_sites(context, filler, cands, int(base[t]))
+    controls = [int(base[t])] + [int(x) for x in rng.choice(vocab, size=max(0, n_controls - 1), replace=False)]
+    b = batched_sites(context, filler, cands, controls)
     return b, Variant(BATCHED, b.tokens, "c2")
 
 
 def analyze_c2_batched(b: BatchedSites, run: VariantRun | None, vocab: int,
                        params: dict[str, Any]) -> tuple[ProbeOutcome | None, str]:
-    """(outcome, why not): an outcome only when the batched sum is exact for this script: every site
-    scored by a ledger that adds up to the printed total, and the two control sites bitwise equal."""
+    """(outcome, why not): an outcome only when the batched sum stands for one distribution: every site
+    scored by a ledger that adds up to the printed total, and every control pair bitwise equal."""
     tol = float(params.get("normalization_tolerance", 1e-3))
     if run is None or not run.ok:
         return None, f"the batched run failed ({'not run' if run is None else run.reason})"
@@ -317,22 +320,25 @@ def analyze_c2_batched(b: BatchedSites, run: VariantRun | None, vocab: int,
     missing = [p for p in b.sites if p not in run.scores]
     if missing:
         return None, f"{len(missing)} site(s) not scored (first at position {missing[0]})"
-    c0, c1 = (run.scores[b.sites[i]] for i in b.controls)
-    if c0 != c1:
-        return None, (f"the same token after the same context scored {c0:.6f} then {c1:.6f} nats: the evaluation "
-                      "carries state between sequences (adaptive, or overlapping context), so one stream cannot "
-                      "stand for one distribution")
-    sites = b.sites[1:-1]
-    nll = {int(v): run.scores[p] for p, v in zip(sites, b.candidates[1:-1])}
-    ns = normalization_sum(int(b.sites[-1]), vocab, {}, nll)
+    for i, j in b.controls:
+        a, c = run.scores[b.sites[i]], run.scores[b.sites[j]]
+        if a != c:
+            return None, (f"token {b.candidates[i]} after the same context scored {a:.6f} early and {c:.6f} late: "
+                          "the evaluation carries state between sequences (adaptive, or overlapping context), so "
+                          "one stream cannot stand for one distribution")
+    sites = [b.sites[i] for i in b.measured]
+    nll = {int(b.candidates[i]): run.scores[b.sites[i]] for i in b.measured}
+    ns = normalization_sum(int(sites[-1]), vocab, {}, nll)
     z = ns.partial_sum
     numbers = {"mode": "batched", "vocab": vocab, "z": z, "exhaustive": True, "sites": len(sites),
-               "controls": [c0, c1], "stream_length": int(b.tokens.size), "partial_sum": z,
+               "control_pairs": len(b.controls), "stream_length": int(b.tokens.size), "partial_sum": z,
                "top": [{"token": v, "p": p} for v, p in ns.top]}
-    ev = [Evidence(detail=f"all {vocab} tokens after one context (one stream, {len(sites)} sites, control sites "
-                   f"bitwise equal): sum = {z:.6f}; largest: " + ", ".join(f"{v}:{p:.3g}" for v, p in ns.top[:3]))]
+    ev = [Evidence(detail=f"all {vocab} tokens after one context (one stream, {len(sites)} sites, "
+                   f"{len(b.controls)} control pairs bitwise equal): sum = {z:.6f}; largest: "
+                   + ", ".join(f"{v}:{p:.3g}" for v, p in ns.top[:3]))]
     power = (f"exact sum over the whole vocabulary at one context (batched: {len(sites)} sites in a "
-             f"{b.tokens.size}-token stream), tolerance {tol:g}; valid because the control sites agree bitwise")
+             f"{b.tokens.size}-token stream), tolerance {tol:g}; it stands for one distribution because "
+             f"{len(b.controls)} control tokens scored bitwise the same early and late in the stream")
     if z > 1.0 + tol:
         st, msg = Status.FAIL, (f"all {vocab} tokens substituted after the same context sum to Z = {z:.6f} > 1: the "
                                 "scores are not one normalized distribution.")

@@ -19,7 +19,7 @@ from harness.config import Config
 from harness.errors import BadInput, Exit, RunFailed
 from harness.probes.execute import HarnessExecutor
 from harness.probes.results import merge_rule_results, probes_section_lines, rule_results
-from harness.probes.session import PROBES, block_length, probe_params, run_session, session_dir_name
+from harness.probes.session import PROBES, block_length, blocks_for, probe_params, run_session, session_dir_name
 from harness.results import Report, RuleResult
 from harness.rules import rule_order
 
@@ -96,7 +96,9 @@ def probe_rule_results(path: str | Path, cfg: Config, run_opts: Mapping[str, Any
         from harness.bpb import byte_tables
 
         tables = byte_tables(tok, vocab)
-    block = block_length(_env_for_block(cfg, opts), default=2048)
+    env = _env_for_block(cfg, opts)
+    block = block_length(env, default=2048)
+    params["blocks"] = blocks_for(env, block, int(params["blocks"]))
     base_out = opts.pop("out_dir", None)
     session = (Path(base_out) / "probes") if base_out else \
         Path(cfg.get("run", "out_dir", "out")).expanduser() / session_dir_name(path)

@@ -127,14 +127,29 @@ def reported_scores(ledger_dir: str | os.PathLike[str] | None, printed: tuple[st
     if an.search is None or an.search.match is None:
         return None, "the ledger's scores do not reproduce the printed score"
     m = an.search.match
-    if m.cand.selection != "all":
-        return None, f"the printed score needs a {m.cand.selection} per position over several passes"
     rows = m.rows
     pos = an.tables.pos[rows]
     nll = an.tables.nll[rows]
+    sel = m.cand.selection
+    if sel != "all":
+        # the printed number is a selection per position over several passes (a C4 matter for the trace):
+        # the values it used are what the probes compare
+        return _select(pos, nll, sel), f"reported: the {sel} per position over several passes ({m.cand.label})"
     if np.unique(pos).size != pos.size:
         return None, "the reported pass scores a position twice"
     return {int(p): float(v) for p, v in zip(pos.tolist(), nll.tolist())}, f"reported pass: {m.cand.label}"
+
+
+def _select(pos: np.ndarray, nll: np.ndarray, how: str) -> dict[int, float]:
+    """One value per position (min, max, mean, first or last over the recorded order)."""
+    vals: dict[int, list[float]] = {}
+    for p, v in zip(pos.tolist(), nll.tolist()):
+        vals.setdefault(int(p), []).append(float(v))
+    pick = {"min": min, "max": max, "mean": lambda xs: sum(xs) / len(xs), "first": lambda xs: xs[0],
+            "last": lambda xs: xs[-1]}.get(how)
+    if pick is None:
+        raise ValueError(f"unknown selection {how!r}")
+    return {p: pick(xs) for p, xs in vals.items()}
 
 
 # ---------------------------------------------------------------- the real runner
@@ -254,9 +269,12 @@ class HarnessExecutor:
         np.save(npy, np.stack([np.asarray(v.tokens, dtype=np.uint16) for v in variants]))
         plan = {"variants": str(npy), "names": [v.name for v in variants], "out": str(vdir), "jobs": self.jobs,
                 "timeout_s": self.variant_timeout_s}
-        timeout = self.kw.get("timeout")
-        if timeout is None:
-            timeout = self.variant_timeout_s * len(variants)
+        # the run's own cap (the user's --timeout, else [run] wall_clock_limit_s) for variant 0, plus each
+        # child's cap while the parent waits for them
+        base_cap = self.kw.get("timeout")
+        if base_cap is None:
+            base_cap = float((self.cfg.section("run") if self.cfg is not None else {}).get("wall_clock_limit_s", 300))
+        timeout = float(base_cap) + self.variant_timeout_s * (len(variants) - 1)
         res = self._run_submission(**self._kwargs(d / "run", variants[0].tokens, {ENV: json.dumps(plan)},
                                                   float(timeout)))
         self.cost.runs += 1

@@ -31,9 +31,8 @@ def rule_results(outcomes: Sequence[ProbeOutcome], cfg: Any = None) -> list[Rule
         rule = cfg.rules.get(rid) if cfg is not None else None
         findings = []
         for o in os_:
-            ev = list(o.evidence)
-            if o.power:
-                ev.append(Evidence(detail=f"power: {o.power}"))
+            # the power statement first: renderers show the first few evidence lines
+            ev = ([Evidence(detail=f"power: {o.power}")] if o.power else []) + list(o.evidence)
             findings.append(Finding(rid, o.status, f"[{o.probe} probe{', tracer-free' if o.tracer_free else ''}] "
                                     f"{o.message}", ev))
         lead = next((o for o in os_ if o.status is status), os_[0])

@@ -42,8 +42,10 @@ DEFAULTS: dict[str, Any] = {
     "normalization_tolerance": 1e-3,
     "c2_candidates": 0,  # candidates per site, forced ones included; 0 = the whole vocabulary
     "c2_time_budget_s": 900.0,
-    # first try the whole vocabulary in one stream (exact for block-independent evaluations)
-    "c2_batched": True,  # fewer candidates (sampled, stated) when the measured cost would exceed it
+    # first try the whole vocabulary in one stream (exact for block-independent evaluations), when that
+    # stream (2 sequences per token) stays under c2_batched_max_tokens
+    "c2_batched": True,
+    "c2_batched_max_tokens": 1_500_000,  # fewer candidates (sampled, stated) when the measured cost would exceed it
     "c2_alpha": 1e-3,
     "c2_sampled_tolerance": 0.05,
     "c2_confidence": 0.99,
@@ -179,10 +181,18 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
     which = tuple(which)
     plan = plan_session(val_tokens, vocab, block, params, which, tables, seed)
     runs = executor.run(plan.variants)
+    # what one more variant of this length costs (before the batched stream, which is longer)
+    cost = getattr(executor, "cost", None)
+    per = cost.per_variant_s() if cost is not None and hasattr(cost, "per_variant_s") else None
     c2_note = ""
     batched_outcome = None
     batched_note = ""
-    if "c2" in which and params.get("c2_batched", True):
+    batched_len = 2 * block * (vocab + 8) + 1
+    too_long = batched_len > int(params.get("c2_batched_max_tokens", 1_500_000))
+    if "c2" in which and params.get("c2_batched", True) and too_long:
+        batched_note = (f"a {batched_len}-token stream would exceed c2_batched_max_tokens "
+                        f"({params.get('c2_batched_max_tokens')})")
+    elif "c2" in which and params.get("c2_batched", True):
         # the whole vocabulary after one context, in one stream: exact when the evaluation is
         # block-independent (the control sites say whether it was); otherwise the variants below
         b, bv = plan_c2_batched(plan.base, vocab, block, plan.rng)
@@ -192,8 +202,6 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
         batched_outcome, batched_note = analyze_c2_batched(b, brun[0] if brun else None, vocab, dict(params))
     if "c2" in which and batched_outcome is None:
         # second session: the candidates, sized by what one variant was measured to cost
-        cost = getattr(executor, "cost", None)
-        per = cost.per_variant_s() if cost is not None and hasattr(cost, "per_variant_s") else None
         n, c2_note = c2_budget(params, vocab, per)
         plan.c2, vs = plan_c2(plan.base, vocab, n, plan.rng)
         more = [Variant(C2_BASE, np.array(plan.base, copy=True), "base")] + vs
@@ -244,6 +252,21 @@ def block_length(env: Mapping[str, str], default: int = 1024) -> int:
     for x in vals:
         out = out * x // math.gcd(out, x)
     return out
+
+
+def blocks_for(env: Mapping[str, str], block: int, blocks: int) -> int:
+    """At least `blocks` sequences, and enough to span two chunks of any chunked evaluation the run's
+    environment names (TTT_CHUNK_TOKENS and the like) plus a sequence: a probe stream inside one chunk
+    cannot see a chunk scored after training on it."""
+    chunk = 0
+    for k, v in env.items():
+        if "CHUNK" in str(k).upper():
+            try:
+                chunk = max(chunk, int(str(v)))
+            except ValueError:
+                continue
+    need = -(-(2 * chunk + block) // block) if chunk > 0 else 0
+    return max(int(blocks), need)
 
 
 def overall(outcomes: list[ProbeOutcome]) -> Status:

@@ -162,25 +162,32 @@ class BatchedSites:
     """One stream that scores many candidates after the same context: units of two sequences, the
     second holding the context, the first token of the next unit the candidate. With a block-
     independent evaluation (non-overlapping sequences, or sliding windows whose stride divides L)
-    every site is scored from exactly the context block; the controls (the same token at the first
-    and the last site) show whether that held."""
+    every site is scored from exactly the context block. Control tokens appear twice, once early and
+    once late: if every pair scores bitwise the same, the evaluation carried no state between units
+    that touched them (an adaptive model, a cache or TTT, moves them)."""
 
     tokens: np.ndarray
     sites: list[int]  # stream positions of the sites, in order
     candidates: list[int]  # token at each site
-    controls: tuple[int, int]  # indexes into sites of the two control sites
+    controls: list[tuple[int, int]]  # pairs of indexes into sites holding the same control token
+    measured: list[int]  # indexes into sites of the candidates whose probabilities are summed
 
 
-def batched_sites(context: np.ndarray, filler: np.ndarray, candidates: list[int], control: int) -> BatchedSites:
+def batched_sites(context: np.ndarray, filler: np.ndarray, candidates: list[int], controls: list[int]) -> BatchedSites:
     L = int(context.size)
     if L < 2 or filler.size < L:
         raise BadInput("a batched C2 stream needs a context block and a filler of one sequence each")
-    order = [control] + list(candidates) + [control]
+    controls = list(dict.fromkeys(int(c) for c in controls))
+    if not controls:
+        raise BadInput("a batched C2 stream needs at least one control token")
+    # controls first (early copies), every candidate once, controls again (late copies)
+    order = controls + list(candidates) + controls
+    k = len(controls)
     units = len(order)
     n = 2 * L * units + 1
     out = np.empty(n, dtype=np.uint16)
     sites = []
-    for u, v in enumerate(order):
+    for u in range(units):
         a = 2 * u * L
         out[a:a + L] = filler[:L]
         out[a + L:a + 2 * L] = context
@@ -188,4 +195,5 @@ def batched_sites(context: np.ndarray, filler: np.ndarray, candidates: list[int]
     out[0] = BOS_ID
     for p, v in zip(sites, order):
         out[p] = v  # the site is also the first token of the next unit's filler block
-    return BatchedSites(out, sites, order, (0, units - 1))
+    pairs = [(i, units - k + i) for i in range(k)]
+    return BatchedSites(out, sites, order, pairs, list(range(k, units - k)))

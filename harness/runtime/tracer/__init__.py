@@ -1,52 +1,52 @@
 """Token-access tracer: when each validation position is scored, and what depends on it.
 
 ``install(ctx)`` (called by the runtime bootstrap when ``ctx.settings.trace``) replaces
-``ctx.tag_validation`` so that validation tokens carry their stream positions, enters a
-TorchDispatchMode in this thread and every new thread, and patches the numpy / Python boundaries.
-``uninstall()`` undoes everything (tests run several traces in one process).
+``ctx.tag_validation`` (a numpy array comes back as the traced subclass; a tensor, or a numpy view
+of a tensor's memory, is tagged in place), enters a TorchDispatchMode in this thread and in every
+new thread, and patches the numpy / Python boundaries. ``uninstall()`` undoes all of it.
 
-Provenance (see provenance.py): per stored element, the hull [lo, hi] of the validation positions
-its value depends on, kept per memory block (torch storage / numpy root), so views are exact and
+Provenance (provenance.py): per stored element, the hull [lo, hi] of the validation positions its
+value depends on, kept per memory block (torch storage / numpy root), so views are exact and
 in-place writes through views update the base. Exact for index, slice, view, reshape, copy, dtype
-and device moves; union for elementwise ops; union over the reduced dims for reductions and
-matrix products (a product with an untraced weight keeps rows apart); a running union along the
-sequence for causal attention (SDPA / flash-attention ops, and hand-written masked softmax: an
-untraced -inf or 0 entry is a constant, so ``masked_fill(mask, -inf).softmax(-1) @ v`` comes out
-causal); selection by a traced index includes the index's positions, except selecting the
-target's entry from a vocabulary-sized row (nll_loss; gather/index on a dim of size
-``settings.vocab_size`` / ``$VOCAB_SIZE``, or when unknown on a softmax/log_softmax output).
-An op without a rule gives every output the union of every input (counted in ``stats``).
+and device moves; union for elementwise ops; union over the reduced dims for reductions and matrix
+products (with an untraced weight the rows stay apart); a running union along the sequence for
+causal attention (SDPA and flash-attention ops, and attention written by hand: an untraced -inf or
+exact 0 is a constant, so ``masked_fill(mask, -inf).softmax(-1) @ v`` comes out causal, and a
+choice between two equal constants does not depend on its condition). Selection by a traced index
+includes the index's positions, except the target's pick from a vocabulary row: nll_loss, and
+gather / ``x[rows, y]`` along a last dim of size ``settings.vocab_size`` (else ``$VOCAB_SIZE``; when
+unknown, only on softmax / log_softmax outputs). An op without a rule gives every output the union
+of every input and is counted (``stats``); so is a rule that fails (it widens, never crashes).
 
-Events (fields in events.py and harness.ledger): ``score`` for every NLL computed for traced
-targets (nll_loss ops; gather/index of a log_softmax / softmax output at the target; the log of a
-value made of one position's scores: the *derived* score of a mixture such as model + n-gram,
-which replaces the scores it was made from in the value's score ids); ``combine`` when one value
-holds two scores of the same position; ``consume`` when scores leave torch/numpy (item, float,
-tolist, print, iteration) or enter a collective; ``update`` for traced writes into parameters,
-buffers, optimizer state, and tables (a tensor/array allocated by the script before the most
-recent score; writes of score-carrying values - loss accumulators - excluded); ``stats``.
+Scores (events.py has the fields): nll_loss ops; the target's pick from a log_softmax / softmax
+output or from any vocabulary row that is a normalized distribution (a mixture with a cache); and
+the log of a value made of one position's scores (the *derived* score: ``-log((1-a) p + a q)``),
+which replaces the scores it came from in that value's score ids. A score's ``dep`` is the largest
+position its row depends on, and also every position whose score went into that row: a mixing
+weight chosen by comparing probabilities at the target shows as ``dep >= pos``.
 
 Known holes (what the trace cannot see; the behavioural probes cover them):
 - values that left as Python numbers (``.item()``, ``.tolist()``, ``float()``, iterating a
   traced array, scalar indexing ``arr[i]``) lose their provenance: pure-Python loops, dicts keyed
   by tokens, Python-side n-gram counts are invisible (each escape is counted);
-- implicit flows: a value chosen by a data-dependent Python branch, an ignored-target mask
-  (``total_weight``), ``scale_grad_by_freq``, the set of rows an embedding gradient touches are
-  not dependencies; 0*inf/NaN is treated as 0 when skipping products with exact zeros;
-- numpy: copies made by numpy internals that neither a ufunc, a known function nor an overridden
-  method produce are read as their source's union; ``np.asarray`` on a plain (non-traced) array
-  of traced memory, ``np.frombuffer`` of traced bytes, and writes through a numpy array into
-  memory later wrapped by ``torch.from_numpy`` (a snapshot) are not followed;
-- NLL computed without log_softmax / softmax / nll_loss (e.g. ``logsumexp - logit[target]``) gives
-  no score events (the verdict then lacks evidence: inconclusive, not pass);
-- tables are recognised by birth (created before the last score); a table created and fully
-  filled before any score (a cache over the whole stream) gives no ``update`` event, but its
-  influence shows in later scores' ``dep`` (C1);
-- several ranks: cross-rank flows follow only the hooked Python-level collectives; DDP's C++
-  gradient all-reduce is not followed (trace at world size 1); score ids are per rank;
-- compiled kernels bypass the dispatcher: ``torch.compile`` becomes the identity; Triton or
-  custom C++/CUDA ops without an aten rule take the coarse union;
-- the interval hull over-approximates an element depending on far-apart positions.
+- implicit flows: a value chosen by a data-dependent Python branch, the ignored-target count of a
+  mean nll_loss, ``scale_grad_by_freq``, which rows an embedding gradient touches; 0*inf/NaN is
+  treated as 0 where exact zeros are skipped;
+- numpy: copies made inside numpy by routes this module does not intercept are read as the union
+  of their source; ``np.frombuffer`` of traced bytes and numpy writes into memory later wrapped by
+  ``torch.from_numpy`` (a snapshot) are not followed;
+- NLL computed without log_softmax / softmax / nll_loss and without a normalized row to pick from
+  (``logsumexp - logit[y]``) gives no score events: the verdict lacks evidence (inconclusive);
+- tables are recognised by birth (allocated before the most recent score); a table built whole
+  before any score (a cache over the full stream) gives no ``update`` event, but its influence
+  shows in the later scores' ``dep`` (C1); indexed accumulation of score-carrying values into a
+  table keeps only the last score ids per cell;
+- several ranks: cross-rank flows follow only the hooked Python-level collectives (all_reduce,
+  broadcast, all_gather(_into_tensor), reduce_scatter_tensor); DDP's C++ gradient all-reduce is not
+  followed (trace at world size 1); score ids are per rank;
+- compiled kernels bypass the dispatcher: ``torch.compile`` becomes the identity; Triton kernels
+  and custom ops without a rule take the coarse union;
+- the interval hull over-approximates an element that depends on far-apart positions.
 """
 
 from __future__ import annotations

@@ -94,8 +94,11 @@ class Emitter:
 
     def end_step(self) -> None:
         self._step_depth = max(0, self._step_depth - 1)
-        if self._step_depth:
-            return
+        if not self._step_depth:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the coalesced updates (end of a step, or at exit after a step that raised)."""
         pending, self._pending = self._pending, {}
         for (target, op, site), segs in pending.items():
             lo = np.array([s[0] for s in segs])
@@ -105,4 +108,5 @@ class Emitter:
                 self._emit("update", site, lo=a, hi=b, target=target, op=op, n=cnt)
 
     def stats(self, fields: dict[str, Any]) -> None:
+        self.flush()
         self.ctx.emit("stats", site="", **fields)

@@ -31,6 +31,9 @@ import numpy as np
 import torch
 
 from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Prov, Store, broadcast, filled
+from harness.runtime.tracer.shared_rules import (
+    derive, exact, fit, hull_prov, part_from_a, part_from_b, place, rows_distribution, select, set_const,
+)
 
 _TRACER: Any = None  # the active Tracer (set by install)
 
@@ -80,42 +83,31 @@ def _wrap(tr: Any, r: Any, p: Prov | None) -> Any:
     """A result as the traced subclass carrying ``p`` (scalars become 0-d arrays when traced)."""
     if isinstance(r, np.ndarray):
         a = r if isinstance(r, TracedArray) else r.view(TracedArray)
-        _set(tr, a, None if p is None else _fit(p, a.shape))
+        _set(tr, a, None if p is None else fit(p, a.shape))
         return a
     if isinstance(r, (np.generic, int, float, bool)) and p is not None and (p.traced() or p.has_sid()):
         a = np.asarray(r).view(TracedArray)
-        _set(tr, a, _fit(p, ()))
+        _set(tr, a, fit(p, ()))
         return a
     return r
 
 
-def _fit(p: Prov, shape: tuple[int, ...]) -> Prov:
-    from harness.runtime.tracer.torch_rules import fit
-
-    return fit(p, shape)
-
-
-def _hull_prov(tr: Any, ps: list[Prov | None], shape: tuple[int, ...], op: str) -> Prov | None:
-    from harness.runtime.tracer.torch_rules import hull_prov
-
-    return hull_prov(tr, ps, shape, op)
-
-
 def _materialize(tr: Any, a: np.ndarray) -> None:
-    """Before writing into an array derived by an unruled method: pin its coarse provenance."""
-    src = getattr(a, "_tr_src", None)
-    if src is None:
+    """Before writing into an array derived by an unruled method: pin its coarse provenance
+    (the union of its source) on its whole memory block, so a partial write keeps the rest."""
+    if getattr(a, "_tr_src", None) is None:
+        return
+    p = tr.aprov(a)
+    a.__dict__.pop("_tr_src", None)
+    if p is None:
         return
     loc = tr.store.locate_array(a)
-    if loc is not None and loc.key not in tr.store.entries:
-        base = loc.owner if isinstance(loc.owner, np.ndarray) else None
-        p = tr.aprov(a)
-        a.__dict__.pop("_tr_src", None)
-        if p is not None and base is not None:
-            tr.store.write(tr.store.locate_array(base), _fit(Prov(np.asarray(p.lo).ravel()[:1], np.asarray(p.hi).ravel()[:1],
-                                                                 None), base.shape))
-    else:
-        a.__dict__.pop("_tr_src", None)
+    if loc is None or loc.key in tr.store.entries:
+        return
+    root = loc.owner if isinstance(loc.owner, np.ndarray) else a
+    lo, hi = int(np.min(p.lo)), int(np.max(p.hi))
+    tr.store.write(tr.store.locate_array(root),
+                   Prov(filled(root.shape, lo, np.int32), filled(root.shape, hi, np.int32), None))
 
 
 def _check_update(tr: Any, a: np.ndarray, p: Prov | None, op: str) -> None:
@@ -124,13 +116,13 @@ def _check_update(tr: Any, a: np.ndarray, p: Prov | None, op: str) -> None:
     loc = tr.store.locate_array(a)
     if loc is None:
         return
-    tr.check_update(loc.owner, p, op, int(_root(a).size) if isinstance(_root(a), np.ndarray) else a.size, "array")
+    tr.check_update(loc.owner, p, op, loc.n_owner, "array")
 
 
 def _write(tr: Any, dest: np.ndarray, p: Prov | None, op: str) -> None:
     _materialize(tr, dest)
     loc = tr.store.locate_array(dest)
-    tr.store.write(loc, None if p is None else _fit(p, dest.shape))
+    tr.store.write(loc, None if p is None else fit(p, dest.shape))
     _check_update(tr, dest, p, op)
 
 
@@ -165,30 +157,32 @@ def _index_parts(tr: Any, src: np.ndarray, key: Any, orig_key: Any, shape: tuple
     parts: list[Prov | None] = []
     target: Prov | None = None
     if coarse or not adv_pos:
-        return [_hull_prov(tr, [p for p in provs if p is not None], shape, "np.getitem")], None, False
+        return [hull_prov(tr, [p for p in provs if p is not None], shape, "np.getitem")], None, False
     try:
         block = tuple(np.broadcast_shapes(*[np.shape(entries[i][1]) for i in adv_pos]))
     except ValueError:
-        return [_hull_prov(tr, [p for p in provs if p is not None], shape, "np.getitem")], None, False
+        return [hull_prov(tr, [p for p in provs if p is not None], shape, "np.getitem")], None, False
     adjacent = adv_pos == list(range(adv_pos[0], adv_pos[-1] + 1))
     if adjacent:
         start = sum(1 for e in entries[: adv_pos[0]] if e[1] is None or isinstance(e[1], slice))
     else:
         start = 0
     if start + len(block) > len(shape):
-        return [_hull_prov(tr, [p for p in provs if p is not None], shape, "np.getitem")], None, False
-    from harness.runtime.tracer.torch_rules import _exact, _place
+        return [hull_prov(tr, [p for p in provs if p is not None], shape, "np.getitem")], None, False
 
     for i in adv_pos:
         dim, k, p = entries[i]
         if p is None:
             continue
-        placed = _place(p, start, block, shape)
+        placed = place(p, start, block, shape)
         vocab = tr.vocab
         rowwise = dim == src.ndim - 1 and sum(1 for j in adv_pos if j != i and isinstance(entries[j][1], np.ndarray)) > 0
-        if vocab is not None and rowwise and src.shape[dim] == vocab and _exact(p):
-            target = placed
-            continue
+        if vocab is not None and rowwise and src.shape[dim] == vocab and exact(p):
+
+            if rows_distribution(np.asarray(_raw(src))) is not None:
+                target = placed
+                continue
+            tr.coarse["target_pick_from_unnormalized_row"] += 1
         parts.append(placed)
     return parts, target, True
 
@@ -203,7 +197,6 @@ _LOG = {"log", "log2", "log10"}
 
 
 def _absorb(tr: Any, name: str, inputs: tuple[Any, ...], shape: tuple[int, ...], p: Prov) -> Prov:
-    from harness.runtime.tracer.torch_rules import _set_const
 
     kind = "mul" if name in _MUL else ("add" if name in _ADD else None)
     if kind is None:
@@ -222,7 +215,7 @@ def _absorb(tr: Any, name: str, inputs: tuple[Any, ...], shape: tuple[int, ...],
                 m = m & (np.asarray(xp.hi) < 0)
             m = np.broadcast_to(m, shape)
             mask = m if mask is None else (mask | m)
-    return p if mask is None else _set_const(p, mask)
+    return p if mask is None else set_const(p, mask)
 
 
 def ufunc_rule(tr: Any, uf: np.ufunc, method: str, inputs: tuple[Any, ...], kwargs: dict[str, Any], res: Any,
@@ -250,9 +243,8 @@ def ufunc_rule(tr: Any, uf: np.ufunc, method: str, inputs: tuple[Any, ...], kwar
                 if where is not True and p is not None:
                     old = tr.aprov(dest)
                     wm = np.broadcast_to(np.asarray(_raw(where), bool), shape)
-                    from harness.runtime.tracer.torch_rules import _select
 
-                    p = _select(wm, p, old, shape)
+                    p = select(wm, p, old, shape)
                 if isinstance(dest, np.ndarray):
                     _write(tr, dest, p, op)
                 wrapped.append(dest)
@@ -278,7 +270,7 @@ def ufunc_rule(tr: Any, uf: np.ufunc, method: str, inputs: tuple[Any, ...], kwar
                 lo = lo.min(axis=axes, keepdims=True)
                 hi = hi.max(axis=axes, keepdims=True)
             sid = tr.reduce_sids(np.asarray(p.sid), axes, tuple(lo.shape), op + ".reduce") if p.sid is not None else None
-            newp = _fit(Prov(lo.astype(np.int32), hi.astype(np.int32), sid), shape)
+            newp = fit(Prov(lo.astype(np.int32), hi.astype(np.int32), sid), shape)
         elif method == "accumulate":
             axis = int(kwargs.get("axis", 0) or 0) % max(nd, 1)
             lo = np.minimum.accumulate(np.asarray(p.lo), axis=axis)
@@ -291,12 +283,12 @@ def ufunc_rule(tr: Any, uf: np.ufunc, method: str, inputs: tuple[Any, ...], kwar
                     m = tr.merge_sids([acc[-1], moved[i]], moved.shape[1:], op)
                     acc.append(m if m is not None else filled(moved.shape[1:], NO_SID))
                 sid = np.moveaxis(np.stack(acc), 0, axis)
-            newp = _fit(Prov(lo, hi, sid), shape)
+            newp = fit(Prov(lo, hi, sid), shape)
         elif method == "outer":
             pass
         else:  # reduceat
             tr.unruled[op + "." + method] += 1
-            newp = _hull_prov(tr, [p] + [tr.aprov(x) for x in inputs[1:] if isinstance(x, np.ndarray)], shape, op)
+            newp = hull_prov(tr, [p] + [tr.aprov(x) for x in inputs[1:] if isinstance(x, np.ndarray)], shape, op)
     if method == "outer":
         a2 = inputs[1]
         pa = tr.aprov(a) if isinstance(a, np.ndarray) else None
@@ -316,7 +308,6 @@ def ufunc_rule(tr: Any, uf: np.ufunc, method: str, inputs: tuple[Any, ...], kwar
 
 
 def _derive(tr: Any, x: np.ndarray, p: Prov, shape: tuple[int, ...]) -> Prov:
-    from harness.runtime.tracer.torch_rules import derive
 
     xp = tr.aprov(x)
     if xp is None or xp.sid is None or p.sid is None:
@@ -333,7 +324,7 @@ def _ufunc_at(tr: Any, uf: np.ufunc, inputs: tuple[Any, ...]) -> None:
         return None
     loc = tr.store.locate_array(a)
     if loc is None or loc.itemsize != a.itemsize:
-        return None
+        raise _Widen("a table misaligned with its memory block")
     _materialize(tr, a)
     rkey = _raw_key(key)
     sel = tr.store.offsets(loc)[rkey]
@@ -344,18 +335,13 @@ def _ufunc_at(tr: Any, uf: np.ufunc, inputs: tuple[Any, ...]) -> None:
                    shape, "np." + uf.__name__ + ".at")
     if new is None:
         return None
-    e = tr.store.entries.get(loc.key)
-    if e is not None and e.itemsize == loc.itemsize:
-        sel_flat = np.asarray(sel).ravel()
-        if sel_flat.size and int(sel_flat.max()) < e.lo.size:
-            new = Prov(np.minimum(new.lo, e.lo[sel]), np.maximum(new.hi, e.hi[sel]), new.sid)
+    # read-modify-write: the targets keep what they had and add what was written (and where)
     tr.store.write_elements(loc.owner, loc.n_owner, loc.itemsize, np.asarray(sel), new, accumulate=True)
-    tr.check_update(loc.owner, new, "np." + uf.__name__ + ".at", a.size, "array")
+    tr.check_update(loc.owner, new, "np." + uf.__name__ + ".at", loc.n_owner, "array")
     return None
 
 
 def _np_matmul(tr: Any, a: Any, b: Any, shape: tuple[int, ...]) -> Prov | None:
-    from harness.runtime.tracer.torch_rules import _part_from_a, _part_from_b, fit
 
     pa = tr.aprov(a) if isinstance(a, np.ndarray) else None
     pb = tr.aprov(b) if isinstance(b, np.ndarray) else None
@@ -378,18 +364,18 @@ def _np_matmul(tr: Any, a: Any, b: Any, shape: tuple[int, ...]) -> Prov | None:
     if pa is not None:
         alo = np.asarray(pa.lo)[None, :] if a1 else np.asarray(pa.lo)
         ahi = np.asarray(pa.hi)[None, :] if a1 else np.asarray(pa.hi)
-        plo, phi = _part_from_a(alo, ahi, keep_b)
+        plo, phi = part_from_a(alo, ahi, keep_b)
         np.minimum(lo, plo, out=lo)
         np.maximum(hi, phi, out=hi)
     if pb is not None:
         blo = np.asarray(pb.lo)[:, None] if b1 else np.asarray(pb.lo)
         bhi = np.asarray(pb.hi)[:, None] if b1 else np.asarray(pb.hi)
-        plo, phi = _part_from_b(blo, bhi, keep_a)
+        plo, phi = part_from_b(blo, bhi, keep_a)
         np.minimum(lo, plo, out=lo)
         np.maximum(hi, phi, out=hi)
     sid = None
     if (pa is not None and pa.sid is not None) or (pb is not None and pb.sid is not None):
-        sid = _hull_prov(tr, [pa, pb], shape, "np.matmul").sid  # type: ignore[union-attr]
+        sid = hull_prov(tr, [pa, pb], shape, "np.matmul").sid  # type: ignore[union-attr]
     return fit(Prov(lo, hi, sid), shape)
 
 
@@ -476,11 +462,10 @@ def _replay(tr: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: di
 def _np_where(tr: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], res: Any) -> Any:
     if len(args) != 3:
         return _post_unknown(tr, "where", args, kwargs, res)
-    from harness.runtime.tracer.torch_rules import _select
 
     cond, x, y = args
     shape = tuple(np.shape(res))
-    sel = _select(np.asarray(_raw(cond), bool), tr.aprov(x) if isinstance(x, np.ndarray) else None,
+    sel = select(np.asarray(_raw(cond), bool), tr.aprov(x) if isinstance(x, np.ndarray) else None,
                   tr.aprov(y) if isinstance(y, np.ndarray) else None, shape)
     p = tr.union([sel, tr.aprov(cond) if isinstance(cond, np.ndarray) else None], shape, "np.where")
     return _wrap(tr, res, p)
@@ -514,8 +499,8 @@ def _np_isin(tr: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], 
     shape = tuple(np.shape(res))
     parts = [tr.aprov(el) if isinstance(el, np.ndarray) else None]
     if isinstance(test, np.ndarray):
-        parts.append(_hull_prov(tr, [tr.aprov(test)], shape, "np.isin"))
-    p = tr.union([None if q is None else _fit(q, shape) for q in parts], shape, "np.isin")
+        parts.append(hull_prov(tr, [tr.aprov(test)], shape, "np.isin"))
+    p = tr.union([None if q is None else fit(q, shape) for q in parts], shape, "np.isin")
     return _wrap(tr, res, p)
 
 
@@ -527,9 +512,8 @@ def _np_copyto(tr: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     p = None if sp is None else broadcast(sp, dst.shape)
     wh = kwargs.get("where", args[3] if len(args) > 3 else True)
     if wh is not True:
-        from harness.runtime.tracer.torch_rules import _select
 
-        p = _select(np.broadcast_to(np.asarray(_raw(wh), bool), dst.shape), p, tr.aprov(dst), dst.shape)
+        p = select(np.broadcast_to(np.asarray(_raw(wh), bool), dst.shape), p, tr.aprov(dst), dst.shape)
     _write(tr, dst, p, "np.copyto")
     return res
 
@@ -543,7 +527,7 @@ def _np_coarse_write(tr: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str
     if all(p is None for p in others):
         return res
     tr.unruled["np." + func.__name__] += 1
-    p = tr.union([tr.aprov(dst), _hull_prov(tr, others, dst.shape, "np." + func.__name__)], dst.shape, "np." + func.__name__)
+    p = tr.union([tr.aprov(dst), hull_prov(tr, others, dst.shape, "np." + func.__name__)], dst.shape, "np." + func.__name__)
     _write(tr, dst, p, "np." + func.__name__)
     return res
 
@@ -556,7 +540,7 @@ def _np_like(tr: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], 
         fv = args[1] if len(args) > 1 else kwargs.get("fill_value")
         fp = tr.aprov(fv) if isinstance(fv, np.ndarray) else None
         if fp is not None and isinstance(res, np.ndarray):
-            return _wrap(tr, res, _hull_prov(tr, [fp], res.shape, "np.full_like"))
+            return _wrap(tr, res, hull_prov(tr, [fp], res.shape, "np.full_like"))
     return res
 
 
@@ -585,12 +569,12 @@ def _post_unknown(tr: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, A
             if any(_is_view_of(r, x) for x in ins):
                 return r if isinstance(r, TracedArray) else r.view(TracedArray)
             widened = True
-            return _wrap(tr, r, _hull_prov(tr, ps, r.shape, "np." + name))
+            return _wrap(tr, r, hull_prov(tr, ps, r.shape, "np." + name))
         if isinstance(r, (list, tuple)):
             return type(r)(fix(x) for x in r)
         if isinstance(r, (np.generic, float, int)) and not isinstance(r, bool):
             widened = True
-            return _wrap(tr, r, _hull_prov(tr, ps, (), "np." + name))
+            return _wrap(tr, r, hull_prov(tr, ps, (), "np." + name))
         return r
 
     out = fix(res)
@@ -602,23 +586,83 @@ def _post_unknown(tr: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, A
 # functions about shapes and types, not values: their results never carry provenance
 _META = frozenset({
     "ndim", "shape", "size", "result_type", "can_cast", "min_scalar_type", "iscomplexobj", "isrealobj",
-    "isfortran", "may_share_memory", "shares_memory", "broadcast_shapes", "empty_like", "ravel_multi_index",
+    "isfortran", "may_share_memory", "shares_memory", "broadcast_shapes", "ravel_multi_index",
     "unravel_index", "iterable", "isscalar", "common_type", "promote_types",
 })
 
 
-def array_function(tr: Any, func: Any, types: Any, args: tuple[Any, ...], kwargs: dict[str, Any], default: Any) -> Any:
+def array_function(tr: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], res: Any) -> Any:
+    """Provenance of a numpy function's result (it already ran)."""
     name = func.__name__
-    if name in _META and name != "empty_like":
-        return default()
     if name in _MOVE:
-        res = default()
         return _replay(tr, func, args, kwargs, res, _MOVE[name])
     h = _FUNCS.get(name)
-    res = default()
     if h is not None:
         return h(tr, func, args, kwargs, res)
     return _post_unknown(tr, name, args, kwargs, res)
+
+
+# ------------------------------------------------------------------------------------------------
+# failures of a rule must not break the script: widen instead (tests set tr.strict to see them)
+
+
+class _Widen(Exception):
+    """Raised by a rule that cannot be exact here: the guard then widens (also in strict mode)."""
+
+
+class _Rule:
+    """``with _Rule(...) as g: return <rule>`` then ``return g.fallback(res)`` after the block."""
+
+    def __init__(self, tr: Any, label: str, inputs: Any = (), dest: np.ndarray | None = None) -> None:
+        self.tr, self.label, self.inputs, self.dest = tr, label, inputs, dest
+
+    def __enter__(self) -> "_Rule":
+        self.tr.lock.acquire()
+        return self
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
+        self.tr.lock.release()
+        if et is not None and issubclass(et, _Widen):
+            self.tr.coarse["widened:" + self.label] += 1
+            return True
+        if et is None or self.tr.strict or not issubclass(et, Exception):
+            return False
+        self.tr.coarse["rule_error:" + self.label] += 1
+        return True
+
+    def fallback(self, res: Any) -> Any:
+        """Every result (and the written destination) gets the union of every traced input."""
+        tr = self.tr
+        with tr.lock:
+            try:
+                items = _flat_arrays(self.inputs) + [x for x in _flat_tensors(self.inputs)]
+                ps = [p for p in (tr.prov(x) for x in items) if p is not None]
+                if self.dest is not None and ps:
+                    _write(tr, self.dest, hull_prov(tr, ps + [tr.aprov(self.dest)], self.dest.shape, self.label),
+                           self.label)
+                if ps:
+                    return _widen(tr, res, ps, self.label)
+            except Exception:  # noqa: BLE001
+                tr.coarse["untraced_output:" + self.label] += 1
+        return res
+
+
+def _flat_tensors(x: Any) -> list[torch.Tensor]:
+    if isinstance(x, torch.Tensor):
+        return [x]
+    if isinstance(x, (list, tuple)):
+        return [t for y in x for t in _flat_tensors(y)]
+    if isinstance(x, dict):
+        return _flat_tensors(list(x.values()))
+    return []
+
+
+def _widen(tr: Any, r: Any, ps: list[Prov], label: str) -> Any:
+    if isinstance(r, np.ndarray) or (isinstance(r, (np.generic, float, int)) and not isinstance(r, bool)):
+        return _wrap(tr, r, hull_prov(tr, ps, tuple(np.shape(r)), label))
+    if isinstance(r, (list, tuple)):
+        return type(r)(_widen(tr, x, ps, label) for x in r)
+    return r
 
 
 # ------------------------------------------------------------------------------------------------
@@ -660,16 +704,28 @@ class TracedArray(np.ndarray):
             if outs is not None and method != "at":
                 return outs if uf.nout > 1 else outs[0]
             return res
-        with tr.lock:
+        with _Rule(tr, "np." + uf.__name__ + "." + method, inputs) as g:
             return ufunc_rule(tr, uf, method, inputs, kwargs, res, outs)
+        if method == "at":
+            g.dest = inputs[0] if isinstance(inputs[0], np.ndarray) else None
+            g.fallback(None)
+            return None
+        if outs is not None:
+            for o in outs:
+                if isinstance(o, np.ndarray):
+                    g.dest = o
+                    g.fallback(None)
+            return outs if uf.nout > 1 else outs[0]
+        return g.fallback(res)
 
     def __array_function__(self, func: Any, types: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        res = super().__array_function__(func, types, args, kwargs)
         tr = active()
-        default = functools.partial(super().__array_function__, func, types, args, kwargs)
-        if tr is None:
-            return default()
-        with tr.lock:
-            return array_function(tr, func, types, args, kwargs, default)
+        if tr is None or func.__name__ in _META:
+            return res
+        with _Rule(tr, "np." + func.__name__, (args, kwargs)) as g:
+            return array_function(tr, func, args, kwargs, res)
+        return g.fallback(res)
 
     # -- indexing ------------------------------------------------------------------------------------
     def __getitem__(self, key: Any) -> Any:
@@ -678,7 +734,7 @@ class TracedArray(np.ndarray):
         tr = active()
         if tr is None:
             return res
-        with tr.lock:
+        with _Rule(tr, "np.getitem", (self, key)) as g:
             if isinstance(res, np.ndarray):
                 if _is_view_of(res, self):
                     return res
@@ -700,6 +756,7 @@ class TracedArray(np.ndarray):
                     ep = p
                 tr.escape(ep, "getitem", value=_scalar_json(res))
             return res
+        return g.fallback(res) if isinstance(res, np.ndarray) else res
 
     def __setitem__(self, key: Any, value: Any) -> None:
         rkey = _raw_key(key)
@@ -707,50 +764,56 @@ class TracedArray(np.ndarray):
         tr = active()
         if tr is None:
             return
-        with tr.lock:
-            vp = tr.aprov(value) if isinstance(value, np.ndarray) else None
-            if vp is None and isinstance(value, torch.Tensor):
-                vp = tr.tprov(value)
-            keys = rkey if isinstance(rkey, tuple) else (rkey,)
-            if not any(isinstance(k, (np.ndarray, list)) for k in keys):
-                vkey = rkey if any(k is Ellipsis for k in keys) else keys + (Ellipsis,)
-                view = np.ndarray.__getitem__(self, vkey)
-                _write(tr, view, None if vp is None else broadcast(vp, view.shape), "np.setitem")
-                return
-            loc = tr.store.locate_array(self)
-            if loc is None or loc.itemsize != self.itemsize:
-                return
-            _materialize(tr, self)
-            sel = np.asarray(tr.store.offsets(loc)[rkey])
-            shape = tuple(sel.shape)
-            iparts, target, _ = _index_parts(tr, self, rkey, key, shape)
-            new = tr.union([None if vp is None else broadcast(vp, shape)] + iparts
-                           + ([target] if target is not None else []), shape, "np.setitem")
-            if new is None:
-                if loc.key in tr.store.entries:
-                    tr.store.write_elements(loc.owner, loc.n_owner, loc.itemsize, sel,
-                                            Prov(filled(shape, E_LO, np.int32), filled(shape, E_HI, np.int32), None),
-                                            accumulate=False)
-                return
-            tr.store.write_elements(loc.owner, loc.n_owner, loc.itemsize, sel, new, accumulate=False)
-            tr.check_update(loc.owner, new, "np.setitem", self.size, "array")
+        with _Rule(tr, "np.setitem", (key, value), dest=self) as g:
+            self._setitem_rule(tr, key, rkey, value)
+            return
+        g.fallback(None)
+
+    def _setitem_rule(self, tr: Any, key: Any, rkey: Any, value: Any) -> None:
+        vp = tr.aprov(value) if isinstance(value, np.ndarray) else None
+        if vp is None and isinstance(value, torch.Tensor):
+            vp = tr.tprov(value)
+        keys = rkey if isinstance(rkey, tuple) else (rkey,)
+        if not any(isinstance(k, (np.ndarray, list)) for k in keys):
+            vkey = rkey if any(k is Ellipsis for k in keys) else keys + (Ellipsis,)
+            view = np.ndarray.__getitem__(self, vkey)
+            _write(tr, view, None if vp is None else broadcast(vp, view.shape), "np.setitem")
+            return
+        loc = tr.store.locate_array(self)
+        if loc is None or loc.itemsize != self.itemsize:
+            raise _Widen("a table misaligned with its memory block")
+        _materialize(tr, self)
+        sel = np.asarray(tr.store.offsets(loc)[rkey])
+        shape = tuple(sel.shape)
+        iparts, target, _ = _index_parts(tr, self, rkey, key, shape)
+        new = tr.union([None if vp is None else broadcast(vp, shape)] + iparts
+                       + ([target] if target is not None else []), shape, "np.setitem")
+        if new is None:
+            if loc.key in tr.store.entries:
+                tr.store.write_elements(loc.owner, loc.n_owner, loc.itemsize, sel,
+                                        Prov(filled(shape, E_LO, np.int32), filled(shape, E_HI, np.int32), None),
+                                        accumulate=False)
+            return
+        tr.store.write_elements(loc.owner, loc.n_owner, loc.itemsize, sel, new, accumulate=False)
+        tr.check_update(loc.owner, new, "np.setitem", loc.n_owner, "array")
 
     # -- copying methods -----------------------------------------------------------------------------
     def _same_layout(self, res: Any, how: Callable[[np.ndarray], np.ndarray] | None = None) -> Any:
         tr = active()
         if tr is None or not isinstance(res, np.ndarray):
             return res
-        with tr.lock:
+        with _Rule(tr, "np.copy-method", (self,)) as g:
             if _is_view_of(res, self):
                 return res
             p = tr.aprov(self)
             if p is None:
                 return _wrap(tr, res, None)
             if how is None:
-                newp = _fit(p, res.shape)
+                newp = fit(p, res.shape)
             else:
                 newp = Prov(how(np.asarray(p.lo)), how(np.asarray(p.hi)), None if p.sid is None else how(np.asarray(p.sid)))
             return _wrap(tr, res, newp)
+        return g.fallback(res)
 
     def astype(self, *a: Any, **k: Any) -> Any:
         return self._same_layout(super().astype(*a, **k))
@@ -778,7 +841,7 @@ class TracedArray(np.ndarray):
         tr = active()
         if tr is None:
             return res
-        with tr.lock:
+        with _Rule(tr, "np.repeat", (self, repeats)) as g:
             p = tr.aprov(self)
             rp = tr.aprov(repeats) if isinstance(repeats, np.ndarray) else None
             newp = None
@@ -787,8 +850,9 @@ class TracedArray(np.ndarray):
                 newp = Prov(np.asarray(p.lo).repeat(rr, axis), np.asarray(p.hi).repeat(rr, axis),
                             None if p.sid is None else np.asarray(p.sid).repeat(rr, axis))
             if rp is not None:
-                newp = tr.union([newp, _hull_prov(tr, [rp], res.shape, "np.repeat")], res.shape, "np.repeat")
+                newp = tr.union([newp, hull_prov(tr, [rp], res.shape, "np.repeat")], res.shape, "np.repeat")
             return _wrap(tr, res, newp)
+        return g.fallback(res)
 
     def take(self, indices: Any, axis: Any = None, out: Any = None, mode: str = "raise") -> Any:
         ri = _raw(indices)
@@ -796,7 +860,8 @@ class TracedArray(np.ndarray):
         tr = active()
         if tr is None:
             return res
-        with tr.lock:
+        r = None
+        with _Rule(tr, "np.take", (self, indices)) as g:
             shape = tuple(np.shape(res))
             p = tr.aprov(self)
             parts: list[Prov | None] = []
@@ -806,11 +871,12 @@ class TracedArray(np.ndarray):
                                   None if p.sid is None else np.asarray(p.sid).take(ri, axis=axis, mode=mode)))
             ip = tr.aprov(indices) if isinstance(indices, np.ndarray) else None
             if ip is not None:
-                from harness.runtime.tracer.torch_rules import _place
 
                 start = 0 if axis is None else int(axis) % self.ndim
-                parts.append(_place(ip, start, tuple(np.shape(ri)), shape))
+                parts.append(place(ip, start, tuple(np.shape(ri)), shape))
             r = _wrap(tr, res, tr.union(parts, shape, "np.take"))
+        if r is None:
+            r = g.fallback(res)
         if out is not None:
             out[...] = r
             return out
@@ -823,18 +889,19 @@ class TracedArray(np.ndarray):
         tr = active()
         if tr is None:
             return res
-        with tr.lock:
+        with _Rule(tr, op, (self,)) as g:
             p = tr.aprov(self)
             if p is None:
                 return _wrap(tr, res, None) if isinstance(res, np.ndarray) else res
             shape = tuple(np.shape(res))
             if axis is None:
-                newp = _hull_prov(tr, [p], shape, op)
+                newp = hull_prov(tr, [p], shape, op)
             else:
                 ax = int(axis) % self.ndim
                 row = Prov(np.asarray(p.lo).min(axis=ax, keepdims=True), np.asarray(p.hi).max(axis=ax, keepdims=True), None)
-                newp = _fit(row, shape) if np.ndim(res) < self.ndim else broadcast(row, shape)
+                newp = fit(row, shape) if np.ndim(res) < self.ndim else broadcast(row, shape)
             return _wrap(tr, res, newp)
+        return g.fallback(res)
 
     def argsort(self, axis: Any = -1, *a: Any, **k: Any) -> Any:
         return self._along(super().argsort(axis, *a, **k), axis, "np.argsort")
@@ -861,59 +928,66 @@ class TracedArray(np.ndarray):
         tr = active()
         if tr is None:
             return
-        with tr.lock:
+        with _Rule(tr, op, (), dest=self) as g:
             p = tr.aprov(self)
             if p is not None:
                 if axis is None:
-                    _write(tr, self, _hull_prov(tr, [p], self.shape, op), op)
+                    _write(tr, self, hull_prov(tr, [p], self.shape, op), op)
                     return
                 row = Prov(np.asarray(p.lo).min(axis=axis, keepdims=True), np.asarray(p.hi).max(axis=axis, keepdims=True),
                            None)
                 _write(tr, self, broadcast(row, self.shape), op)
+            return
+        g.inputs = (self,)
+        g.fallback(None)
 
     def searchsorted(self, v: Any, *a: Any, **k: Any) -> Any:
         res = super().searchsorted(_raw(v), *a, **k)
         tr = active()
         if tr is None:
             return res
-        with tr.lock:
+        with _Rule(tr, "np.searchsorted", (self, v)) as g:
             shape = tuple(np.shape(res))
             vp = tr.aprov(v) if isinstance(v, np.ndarray) else None
-            p = tr.union([None if vp is None else _fit(vp, shape), _hull_prov(tr, [tr.aprov(self)], shape, "np.searchsorted")],
+            p = tr.union([None if vp is None else fit(vp, shape), hull_prov(tr, [tr.aprov(self)], shape, "np.searchsorted")],
                          shape, "np.searchsorted")
             return _wrap(tr, res, p)
+        return g.fallback(res)
 
     def nonzero(self) -> Any:
         res = super().nonzero()
         tr = active()
         if tr is None:
             return res
-        with tr.lock:
+        with _Rule(tr, "np.nonzero", (self,)) as g:
             p = tr.aprov(self)
             if p is None:
                 return res
-            return tuple(_wrap(tr, r, _hull_prov(tr, [p], r.shape, "np.nonzero")) for r in res)
+            return tuple(_wrap(tr, r, hull_prov(tr, [p], r.shape, "np.nonzero")) for r in res)
+        return g.fallback(res)
 
     def fill(self, value: Any) -> None:
         super().fill(value)
         tr = active()
         if tr is not None:
-            with tr.lock:
+            with _Rule(tr, "np.fill", ()):
                 _write(tr, self, None, "np.fill")
 
     def put(self, *a: Any, **k: Any) -> None:
         super().put(*(_raw(x) for x in a), **k)
         tr = active()
         if tr is not None:
-            with tr.lock:
+            with _Rule(tr, "np.put", a, dest=self) as g:
                 _np_coarse_write(tr, np.put, (self,) + a, k, None)
+                return
+            g.fallback(None)
 
     # -- escapes -------------------------------------------------------------------------------------
     def _escape(self, op: str, value: Any = None) -> None:
         tr = active()
         if tr is None:
             return
-        with tr.lock:
+        with _Rule(tr, "np.escape", ()):
             p = tr.aprov(self)
             if p is not None:
                 tr.escape(p, op, value=value, numel=self.size)
@@ -922,7 +996,7 @@ class TracedArray(np.ndarray):
         v = super().item(*args)
         tr = active()
         if tr is not None:
-            with tr.lock:
+            with _Rule(tr, "np.escape", ()):
                 p = tr.aprov(self)
                 if p is not None:
                     if args:
@@ -1042,11 +1116,12 @@ def _make_constructor(name: str, orig: Callable[..., Any]) -> Callable[..., Any]
         tr = active()
         if tr is None or not isinstance(res, np.ndarray) or not _is_submission_caller(tr):
             return res
-        with tr.lock:
+        with _Rule(tr, "np." + name, ()):
             t = as_traced(res)
             t.__dict__.pop("_tr_src", None)
             tr.note_birth(_root(t))
             return t
+        return res
 
     return ctor
 
@@ -1058,35 +1133,37 @@ def _make_converter(name: str, orig: Callable[..., Any]) -> Callable[..., Any]:
         tr = active()
         if tr is None or not isinstance(res, np.ndarray):
             return res
-        if isinstance(obj, np.ndarray):
-            if not isinstance(obj, TracedArray):
-                return res
-            with tr.lock:
-                if _is_view_of(res, obj):
-                    return as_traced(res)
-                p = tr.aprov(obj)
-                return _wrap(tr, res, None if p is None else _fit(p, res.shape))
-        if isinstance(obj, torch.Tensor):
-            with tr.lock:
-                p = tr.tprov(obj)
-                if p is None:
-                    return res
-                if tr.store.read(tr.store.locate_array(res)) is not None:  # shares the tensor's memory
-                    return as_traced(res)
-                return _wrap(tr, res, _fit(p, res.shape))
-        if isinstance(obj, (list, tuple)) and obj:
-            items = [x for x in obj if isinstance(x, (np.ndarray, torch.Tensor))]
-            if not items:
-                return res
-            with tr.lock:
-                ps = [tr.prov(x) for x in items]
-                if all(p is None for p in ps):
-                    return res
-                tr.coarse["np." + name + "(list)"] += 1
-                return _wrap(tr, res, _hull_prov(tr, ps, res.shape, "np." + name))
-        return res
+        with _Rule(tr, "np." + name, (obj,)) as g:
+            return _convert(tr, name, obj, res)
+        return g.fallback(res)
 
     return conv
+
+
+def _convert(tr: Any, name: str, obj: Any, res: np.ndarray) -> Any:
+    """np.array & co. of a traced array, a tensor, or a list holding them: keep the provenance."""
+    if isinstance(obj, np.ndarray):
+        if not isinstance(obj, TracedArray):
+            return res
+        if _is_view_of(res, obj):
+            return as_traced(res)
+        p = tr.aprov(obj)
+        return _wrap(tr, res, None if p is None else fit(p, res.shape))
+    if isinstance(obj, torch.Tensor):
+        p = tr.tprov(obj)
+        if p is None:
+            return res
+        if tr.store.read(tr.store.locate_array(res)) is not None:  # shares the tensor's memory
+            return as_traced(res)
+        return _wrap(tr, res, fit(p, res.shape))
+    if isinstance(obj, (list, tuple)) and obj:
+        items = [x for x in obj if isinstance(x, (np.ndarray, torch.Tensor))]
+        ps = [tr.prov(x) for x in items]
+        if all(p is None for p in ps):
+            return res
+        tr.coarse["np." + name + "(list)"] += 1
+        return _wrap(tr, res, hull_prov(tr, ps, res.shape, "np." + name))
+    return res
 
 
 def install_patches(tr: Any) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import inspect
 import threading
 from typing import Any, Callable
 
@@ -25,6 +26,7 @@ import torch
 
 from harness.runtime.tracer import numpy_trace
 from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Prov, filled
+from harness.runtime.tracer.shared_rules import fit, hull_prov
 from harness.runtime.tracer.state import Tracer, np_values
 
 _undo: list[Callable[[], None]] = []
@@ -38,6 +40,23 @@ def _setattr(obj: Any, name: str, value: Any) -> None:
 
 def _live(tr: Tracer) -> bool:
     return numpy_trace._TRACER is tr and not tr.busy
+
+
+class _Guard:
+    """The tracer's work at a Python-level hook: under the lock, and never fatal to the script."""
+
+    def __init__(self, tr: Tracer, label: str) -> None:
+        self.tr, self.label = tr, label
+
+    def __enter__(self) -> None:
+        self.tr.lock.acquire()
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
+        self.tr.lock.release()
+        if et is None or self.tr.strict or not issubclass(et, Exception):
+            return False
+        self.tr.coarse["hook_error:" + self.label] += 1
+        return True
 
 
 def _sum_json(v: Any) -> Any:
@@ -60,7 +79,7 @@ def _install_tensor_methods(tr: Tracer) -> None:
     def tolist(self: torch.Tensor) -> Any:
         v = orig_tolist(self)
         if _live(tr) and not getattr(tr.tls, "quiet", False):
-            with tr.lock:
+            with _Guard(tr, "tolist"):
                 p = tr.tprov(self)
                 if p is not None:
                     tr.escape(p, "tolist", value=_sum_json(v), numel=self.numel())
@@ -76,7 +95,7 @@ def _install_tensor_methods(tr: Tracer) -> None:
     def _quiet_escape(self: torch.Tensor, op: str, call: Callable[[], Any]) -> Any:
         if not _live(tr) or getattr(tr.tls, "quiet", False):
             return call()
-        with tr.lock:
+        with _Guard(tr, op):
             p = tr.tprov(self)
             if p is not None:
                 with tr.internal():
@@ -119,8 +138,6 @@ def _prov_of_data(tr: Tracer, data: Any) -> tuple[Prov | None, bool]:
 
 
 def _merge_hull(tr: Tracer, ps: list[Prov]) -> Prov:
-    from harness.runtime.tracer.torch_rules import hull_prov
-
     return hull_prov(tr, ps, (), "tensor(list)")  # type: ignore[return-value]
 
 
@@ -135,14 +152,12 @@ def _install_constructors(tr: Tracer) -> None:
                 return res
             if not isinstance(data, (np.ndarray, torch.Tensor, list, tuple)):
                 return res
-            with tr.lock:
+            with _Guard(tr, "torch." + name):
                 p, exact = _prov_of_data(tr, data)
                 if p is None:
                     return res
                 if not exact:
                     tr.coarse[f"torch.{name}(list)"] += 1
-                from harness.runtime.tracer.torch_rules import fit
-
                 loc = tr.store.locate_tensor(res)
                 if exact and p.lo.size == res.numel():
                     tr.store.write(loc, fit(p, tuple(res.shape)))
@@ -187,103 +202,105 @@ def _install_collectives(tr: Tracer) -> None:
     RO = d.ReduceOp
 
     def consume(t: Any, op: str) -> Prov | None:
-        p = tr.tprov(t) if isinstance(t, torch.Tensor) else None
-        if p is None:
-            return None
-        with tr.internal():
-            value = _sum_json(np_values(t)) if t.numel() else None
-        tr.escape(p, op, value=value, numel=t.numel())
-        return Prov(np.array(p.lo), np.array(p.hi), None if p.sid is None else np.array(p.sid))
+        """Scores entering a collective are consumed; returns a copy of the input's provenance."""
+        with _Guard(tr, op):
+            p = tr.tprov(t) if isinstance(t, torch.Tensor) else None
+            if p is None:
+                return None
+            with tr.internal():
+                value = _sum_json(np_values(t)) if t.numel() else None
+            tr.escape(p, op, value=value, numel=t.numel())
+            return Prov(np.array(p.lo), np.array(p.hi), None if p.sid is None else np.array(p.sid))
+        return None
 
-    def write(t: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, sid: np.ndarray | None) -> None:
-        p = Prov(lo.cpu().numpy().astype(np.int32), hi.cpu().numpy().astype(np.int32), sid)
-        tr.store.write(tr.store.locate_tensor(t), p)
+    def chans(p: Prov | None, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # every rank must take part in the replay whatever happens here, or the ranks would hang
+        try:
+            return _chan_tensor(p, t, "lo"), _chan_tensor(p, t, "hi")
+        except Exception:  # noqa: BLE001
+            tr.coarse["hook_error:collective_channels"] += 1
+            return _chan_tensor(None, t, "lo"), _chan_tensor(None, t, "hi")
 
-    orig_ar = d.all_reduce
+    def write(t: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, sid: np.ndarray | None, op: str) -> None:
+        with _Guard(tr, op):
+            p = Prov(lo.cpu().numpy().astype(np.int32), hi.cpu().numpy().astype(np.int32), sid)
+            tr.store.write(tr.store.locate_tensor(t), p)
 
-    @functools.wraps(orig_ar)
-    def all_reduce(tensor: Any, op: Any = RO.SUM, group: Any = None, async_op: bool = False) -> Any:
-        if not _live(tr):
-            return orig_ar(tensor, op=op, group=group, async_op=async_op)
-        with tr.lock:
-            pre = consume(tensor, "all_reduce")
-        work = orig_ar(tensor, op=op, group=group, async_op=async_op)
-        if _world(group) > 1:
-            if async_op and work is not None:
-                work.wait()
-            with tr.lock, tr.internal():
-                lo, hi = _chan_tensor(pre, tensor, "lo"), _chan_tensor(pre, tensor, "hi")
-                orig_ar(lo, op=RO.MIN, group=group)
-                orig_ar(hi, op=RO.MAX, group=group)
-                write(tensor, lo, hi, None if pre is None else pre.sid)
-        return work
-
-    orig_bc = d.broadcast
-
-    @functools.wraps(orig_bc)
-    def broadcast(tensor: Any, src: Any = None, group: Any = None, async_op: bool = False, **k: Any) -> Any:
-        if not _live(tr):
-            return orig_bc(tensor, src, group=group, async_op=async_op, **k)
-        with tr.lock:
-            pre = consume(tensor, "broadcast")
-        work = orig_bc(tensor, src, group=group, async_op=async_op, **k)
-        if _world(group) > 1:
-            if async_op and work is not None:
-                work.wait()
-            with tr.lock, tr.internal():
-                lo, hi = _chan_tensor(pre, tensor, "lo"), _chan_tensor(pre, tensor, "hi")
-                orig_bc(lo, src, group=group, **k)
-                orig_bc(hi, src, group=group, **k)
-                write(tensor, lo, hi, None)
-        return work
-
-    _setattr(d, "all_reduce", all_reduce)
-    _setattr(d, "broadcast", broadcast)
-
-    def gather_like(name: str, reduce: bool) -> None:
+    def wrap(name: str, replay: Callable[[Any, dict[str, Any], Prov | None], None]) -> None:
         orig = getattr(d, name, None)
         if orig is None:
             return
+        sig = inspect.signature(orig)
 
         @functools.wraps(orig)
-        def f(output: Any, input: Any, *a: Any, **k: Any) -> Any:  # noqa: A002
+        def f(*a: Any, **k: Any) -> Any:
             if not _live(tr):
-                return orig(output, input, *a, **k)
-            with tr.lock:
-                pin = consume(input, name) if isinstance(input, torch.Tensor) else None
-            work = orig(output, input, *a, **k)
-            if k.get("async_op") and work is not None:
-                work.wait()
-            group = k.get("group")
-            with tr.lock, tr.internal():
-                if isinstance(output, torch.Tensor) and isinstance(input, torch.Tensor):
-                    ilo, ihi = _chan_tensor(pin, input, "lo"), _chan_tensor(pin, input, "hi")
-                    olo = torch.empty(tuple(output.shape), dtype=torch.int32, device=output.device)
-                    ohi = torch.empty_like(olo)
-                    if _world(group) > 1 or name != "reduce_scatter_tensor":
-                        extra = {"op": RO.MIN} if reduce else {}
-                        orig(olo, ilo, group=group, **extra)
-                        extra = {"op": RO.MAX} if reduce else {}
-                        orig(ohi, ihi, group=group, **extra)
-                    else:
-                        olo.copy_(ilo.reshape(olo.shape))
-                        ohi.copy_(ihi.reshape(ohi.shape))
-                    write(output, olo, ohi, None)
-                elif isinstance(output, (list, tuple)) and isinstance(input, torch.Tensor):
-                    ilo, ihi = _chan_tensor(pin, input, "lo"), _chan_tensor(pin, input, "hi")
-                    los = [torch.empty(tuple(o.shape), dtype=torch.int32, device=o.device) for o in output]
-                    his = [torch.empty_like(x) for x in los]
-                    orig(los, ilo, group=group)
-                    orig(his, ihi, group=group)
-                    for o, lo, hi in zip(output, los, his):
-                        write(o, lo, hi, None)
+                return orig(*a, **k)
+            try:
+                b = sig.bind(*a, **k)
+                b.apply_defaults()
+                args = dict(b.arguments)
+            except TypeError:
+                return orig(*a, **k)
+            src = next((v for n, v in args.items() if n in ("tensor", "input_tensor", "input")), None)
+            pre = consume(src, name) if isinstance(src, torch.Tensor) else None
+            work = orig(*a, **k)
+            if args.get("async_op") and work is not None:
+                work.wait()  # the replay needs the result: the op is made synchronous
+            if _world(args.get("group")) > 1 or name in ("all_gather", "all_gather_into_tensor"):
+                with tr.internal():
+                    replay(orig, args, pre)
             return work
 
         _setattr(d, name, f)
 
-    gather_like("all_gather_into_tensor", reduce=False)
-    gather_like("all_gather", reduce=False)
-    gather_like("reduce_scatter_tensor", reduce=True)
+    def r_all_reduce(orig: Any, a: dict[str, Any], pre: Prov | None) -> None:
+        t = a["tensor"]
+        lo, hi = chans(pre, t)
+        orig(lo, op=RO.MIN, group=a.get("group"))
+        orig(hi, op=RO.MAX, group=a.get("group"))
+        write(t, lo, hi, None if pre is None else pre.sid, "all_reduce")
+
+    def r_broadcast(orig: Any, a: dict[str, Any], pre: Prov | None) -> None:
+        t = a["tensor"]
+        lo, hi = chans(pre, t)
+        orig(lo, a.get("src"), group=a.get("group"))
+        orig(hi, a.get("src"), group=a.get("group"))
+        write(t, lo, hi, None, "broadcast")
+
+    def r_gather(orig: Any, a: dict[str, Any], pre: Prov | None) -> None:
+        names = list(a)
+        out, inp = a[names[0]], a[names[1]]
+        lo, hi = chans(pre, inp)
+        if isinstance(out, torch.Tensor):
+            olo = torch.empty(tuple(out.shape), dtype=torch.int32, device=out.device)
+            ohi = torch.empty_like(olo)
+            orig(olo, lo, group=a.get("group"))
+            orig(ohi, hi, group=a.get("group"))
+            write(out, olo, ohi, None, "all_gather")
+        elif isinstance(out, (list, tuple)):
+            los = [torch.empty(tuple(o.shape), dtype=torch.int32, device=o.device) for o in out]
+            his = [torch.empty_like(x) for x in los]
+            orig(los, lo, group=a.get("group"))
+            orig(his, hi, group=a.get("group"))
+            for o, x, y in zip(out, los, his):
+                write(o, x, y, None, "all_gather")
+
+    def r_reduce_scatter(orig: Any, a: dict[str, Any], pre: Prov | None) -> None:
+        names = list(a)
+        out, inp = a[names[0]], a[names[1]]
+        lo, hi = chans(pre, inp)
+        olo = torch.empty(tuple(out.shape), dtype=torch.int32, device=out.device)
+        ohi = torch.empty_like(olo)
+        orig(olo, lo, op=RO.MIN, group=a.get("group"))
+        orig(ohi, hi, op=RO.MAX, group=a.get("group"))
+        write(out, olo, ohi, None, "reduce_scatter")
+
+    wrap("all_reduce", r_all_reduce)
+    wrap("broadcast", r_broadcast)
+    wrap("all_gather_into_tensor", r_gather)
+    wrap("all_gather", r_gather)
+    wrap("reduce_scatter_tensor", r_reduce_scatter)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -296,12 +313,12 @@ def _install_state_hooks(tr: Tracer) -> None:
 
     def on_param(module: Any, name: str, param: Any) -> None:
         if isinstance(param, torch.Tensor):
-            with tr.lock:
+            with _Guard(tr, "register_parameter"):
                 tr.register(tr.store.tensor_owner(param), "param")
 
     def on_buffer(module: Any, name: str, buf: Any) -> None:
         if isinstance(buf, torch.Tensor):
-            with tr.lock:
+            with _Guard(tr, "register_buffer"):
                 tr.register(tr.store.tensor_owner(buf), "buffer")
 
     handles = [M.register_module_parameter_registration_hook(on_param),
@@ -315,7 +332,8 @@ def _install_state_hooks(tr: Tracer) -> None:
         return out
 
     def pre(opt: Any, args: Any, kwargs: Any) -> None:
-        with tr.lock:
+        tr.emitter.begin_step()
+        with _Guard(tr, "optimizer_pre_hook"):
             tr.step_updated.clear()
             for g in getattr(opt, "param_groups", []):
                 for p in g.get("params", []):
@@ -323,10 +341,9 @@ def _install_state_hooks(tr: Tracer) -> None:
                         tr.register(tr.store.tensor_owner(p), "param")
             for t in state_tensors(opt):
                 tr.register(tr.store.tensor_owner(t), "optimizer_state")
-            tr.emitter.begin_step()
 
     def post(opt: Any, args: Any, kwargs: Any) -> None:
-        with tr.lock:
+        with _Guard(tr, "optimizer_post_hook"):
             op = f"{type(opt).__name__}.step"
             for t in state_tensors(opt):
                 owner = tr.store.tensor_owner(t)
@@ -338,6 +355,7 @@ def _install_state_hooks(tr: Tracer) -> None:
                 p = tr.tprov(t)
                 if p is not None and p.traced():  # state created during this step: written untracked as such
                     tr.check_update(owner, p, op, t.numel(), "optimizer_state")
+        with tr.lock:
             tr.emitter.end_step()
 
     handles.append(O.register_optimizer_step_pre_hook(pre))

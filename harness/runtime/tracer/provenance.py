@@ -112,7 +112,7 @@ class Loc(NamedTuple):
 
     key: int
     owner: Any
-    offset: int  # in elements of ``itemsize``; may be negative only transiently for numpy
+    offset: int  # in elements of ``itemsize`` from the block's first element
     shape: tuple[int, ...]
     strides: tuple[int, ...]
     itemsize: int
@@ -124,6 +124,16 @@ def _strided(arr: np.ndarray, offset: int, shape: tuple[int, ...], strides: tupl
     return np.ndarray(shape, arr.dtype, buffer=arr, offset=offset * isz, strides=tuple(s * isz for s in strides))
 
 
+def _grid(offset: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    """Element index (in the strides' unit) of every element of a strided view, in its shape."""
+    idx = filled(shape, offset, np.int64)
+    for d, (n, s) in enumerate(zip(shape, strides)):
+        shp = [1] * len(shape)
+        shp[d] = n
+        idx = idx + (np.arange(n, dtype=np.int64) * s).reshape(shp)
+    return idx
+
+
 def _extent(offset: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, int]:
     """First and one-past-last element index touched (in units of the view's itemsize)."""
     if any(s == 0 for s in shape):
@@ -131,6 +141,19 @@ def _extent(offset: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> tu
     lo = offset + sum((n - 1) * s for n, s in zip(shape, strides) if s < 0)
     hi = offset + sum((n - 1) * s for n, s in zip(shape, strides) if s > 0) + 1
     return lo, hi
+
+
+def _covers_block(loc: Loc) -> bool:
+    """A C-contiguous view that starts at the block's first element and spans all of it."""
+    if loc.offset != 0 or loc.n_owner <= 0:
+        return False
+    n, expect = 1, 1
+    for size, stride in zip(reversed(loc.shape), reversed(loc.strides)):
+        if size != 1 and stride != expect:
+            return False
+        expect *= size
+        n *= size
+    return n == loc.n_owner
 
 
 class Store:
@@ -234,12 +257,7 @@ class Store:
 
     def _byte_cover(self, e: Entry, loc: Loc) -> tuple[np.ndarray, np.ndarray]:
         """For each view element: first and last block element its bytes cover (view shape)."""
-        idx = np.zeros(loc.shape, np.int64)
-        for d, (n, s) in enumerate(zip(loc.shape, loc.strides)):
-            shp = [1] * len(loc.shape)
-            shp[d] = n
-            idx = idx + (np.arange(n, dtype=np.int64) * s).reshape(shp)
-        first_b = (idx + loc.offset) * loc.itemsize
+        first_b = _grid(loc.offset, loc.shape, loc.strides) * loc.itemsize
         first = first_b // e.itemsize
         last = (first_b + loc.itemsize - 1) // e.itemsize
         need = int(last.max()) + 1 if last.size else 0
@@ -272,11 +290,18 @@ class Store:
             if p is None or not (p.traced() or p.has_sid()):
                 return
             self._track(loc.owner)
+            if _covers_block(loc):  # a fresh contiguous output: its provenance becomes the block's
+                e = self.entries[loc.key] = Entry(0, loc.itemsize)
+                e.lo = np.array(np.broadcast_to(p.lo, loc.shape), np.int32).reshape(-1)
+                e.hi = np.array(np.broadcast_to(p.hi, loc.shape), np.int32).reshape(-1)
+                if p.sid is not None and p.has_sid():
+                    e.sid = np.array(np.broadcast_to(p.sid, loc.shape), np.int64).reshape(-1)
+                return
             e = self.entries[loc.key] = Entry(loc.n_owner, loc.itemsize)
-        if e.itemsize != loc.itemsize or _extent(loc.offset, loc.shape, loc.strides)[0] < 0:
+        lo_i, hi_i = _extent(loc.offset, loc.shape, loc.strides)
+        if e.itemsize != loc.itemsize or lo_i < 0:
             self._write_mismatch(e, loc, p)
             return
-        hi_i = _extent(loc.offset, loc.shape, loc.strides)[1]
         if hi_i > e.lo.size:
             e.grow(hi_i)
         lo = _strided(e.lo, loc.offset, loc.shape, loc.strides)
@@ -322,7 +347,9 @@ class Store:
         """Indexed write into a block: ``idx`` are block element indices (duplicates allowed).
 
         Assignment resets the targets first; duplicates then take the union of what was written
-        to them (conservative where the real write keeps only one of them).
+        to them (conservative where the real write keeps only one of them). The score-id channel
+        is assigned, not merged: an accumulation of scores into a table keeps the last ones only
+        (its consume then misses ids: the verdict sees an incomplete pass, never a clean one).
         """
         e = self.entries.get(id(key_owner))
         if e is None:
@@ -349,11 +376,7 @@ class Store:
     def entry_for(self, loc: Loc) -> Entry | None:
         return self.entries.get(loc.key)
 
-    def offsets(self, loc: Loc) -> np.ndarray:
+    @staticmethod
+    def offsets(loc: Loc) -> np.ndarray:
         """Block element index of every element of a located view (its shape)."""
-        idx = filled(loc.shape, loc.offset, np.int64)
-        for d, (n, s) in enumerate(zip(loc.shape, loc.strides)):
-            shp = [1] * len(loc.shape)
-            shp[d] = n
-            idx = idx + (np.arange(n, dtype=np.int64) * s).reshape(shp)
-        return idx
+        return _grid(loc.offset, loc.shape, loc.strides)

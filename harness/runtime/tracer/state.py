@@ -16,7 +16,7 @@ import torch
 
 from harness.runtime.tracer import provenance as pv
 from harness.runtime.tracer.events import Emitter
-from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Prov, Store, filled
+from harness.runtime.tracer.provenance import NO_SID, Prov, Store
 from harness.runtime.tracer.scores import ScoreBook
 
 STATS_EVERY = 200_000  # traced ops between periodic stats events
@@ -113,9 +113,9 @@ class Tracer:
         ps = [p for p in provs if p is not None]
         if not ps:
             return None
-        lo = filled(shape, E_LO, np.int32)
-        hi = filled(shape, E_HI, np.int32)
-        for p in ps:
+        lo = np.array(np.broadcast_to(ps[0].lo, shape), np.int32)
+        hi = np.array(np.broadcast_to(ps[0].hi, shape), np.int32)
+        for p in ps[1:]:
             np.minimum(lo, p.lo, out=lo)
             np.maximum(hi, p.hi, out=hi)
         sid = self.merge_sids([p.sid for p in ps], shape, op)
@@ -176,7 +176,7 @@ class Tracer:
 
     def escape(self, p: Prov | None, op: str, value: Any = None, numel: int = 1) -> None:
         """A value left torch/numpy as a plain Python number or list."""
-        if p is None:
+        if p is None or getattr(self.tls, "quiet", False):  # quiet: inside a print already counted
             return
         if p.traced():
             self.escapes += 1
@@ -210,7 +210,7 @@ class Tracer:
         return None
 
     def check_update(self, owner: Any, p: Prov | None, op: str, numel: int, table_kind: str) -> None:
-        """Emit `update` if a traced write landed in persistent state."""
+        """Emit `update` if a traced write landed in persistent state (``numel``: the block's size)."""
         if p is None or owner is None:
             return
         kind = self.persistent_kind(owner, numel, table_kind)

@@ -15,7 +15,11 @@ import numpy as np
 import torch
 
 from harness.runtime.tracer import rules_table as rt
-from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Loc, Prov, broadcast, hull, filled
+from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Loc, Prov, broadcast, filled, hull
+from harness.runtime.tracer.shared_rules import (
+    _CHUNK_ELEMS, derive, exact, fit, hull_prov, part_from_a, part_from_b, place, rows_distribution, select,
+    set_const,
+)
 from harness.runtime.tracer.state import Tracer, np_values
 
 Rule = Callable[["OpCall"], None]
@@ -35,7 +39,7 @@ def rule(name: str) -> Callable[[Rule], Rule]:
 
 
 class OpInfo:
-    __slots__ = ("names", "kwonly", "mutated", "returns", "rule", "short", "tensor_args")
+    __slots__ = ("names", "kwonly", "mutated", "returns", "rule", "short")
 
     def __init__(self, func: Any) -> None:
         s = func._schema
@@ -80,10 +84,6 @@ class OpCall:
         self.b: dict[str, Any] = dict(zip(info.names, args))
         self.b.update(kwargs)
         self._pc: dict[int, Prov | None] = {}
-
-    def arg(self, name: str, default: Any = None) -> Any:
-        v = self.b.get(name, default)
-        return default if v is None else v
 
     def p(self, x: Any) -> Prov | None:
         if not isinstance(x, torch.Tensor):
@@ -141,7 +141,7 @@ class OpCall:
                 meta.mark = None
             if isinstance(t, torch.nn.Parameter) or (t.is_leaf and t.requires_grad):
                 tr.register(loc.owner, "param")
-            tr.check_update(loc.owner, p, op or self.short, t.numel(), "table")
+            tr.check_update(loc.owner, p, op or self.short, loc.n_owner, "table")
 
     def mark_of(self, t: Any) -> tuple[str, int] | None:
         if not isinstance(t, torch.Tensor):
@@ -159,36 +159,6 @@ class OpCall:
             m.mark = mark
 
 
-def fit(p: Prov, shape: tuple[int, ...]) -> Prov:
-    """Make a provenance match an output shape: same size -> reshape, else broadcast, else hull."""
-    size = int(np.prod(shape)) if shape else 1
-    if p.lo.size == size:
-        sid = None if p.sid is None else np.ascontiguousarray(p.sid).reshape(shape)
-        return Prov(np.ascontiguousarray(p.lo).reshape(shape), np.ascontiguousarray(p.hi).reshape(shape), sid)
-    try:
-        return broadcast(p, shape)
-    except ValueError:
-        lo, hi = hull(p)
-        return Prov(filled(shape, lo, np.int32), filled(shape, hi, np.int32), None)
-
-
-def hull_prov(tr: Tracer, ps: list[Prov | None], shape: tuple[int, ...], op: str) -> Prov | None:
-    """Every element gets the union of everything in ``ps`` (the coarse rule)."""
-    ps = [p for p in ps if p is not None]
-    if not ps:
-        return None
-    lo = min(hull(p)[0] for p in ps)
-    hi = max(hull(p)[1] for p in ps)
-    sids = [p.sid[p.sid != NO_SID] for p in ps if p.sid is not None]
-    sid = None
-    if sids:
-        cat = np.concatenate([s.ravel() for s in sids])
-        if cat.size:
-            v = tr.bag_of(cat)
-            sid = filled(shape, v, np.int64)
-    return Prov(filled(shape, lo, np.int32), filled(shape, hi, np.int32), sid)
-
-
 def _dim(d: Any, nd: int) -> int:
     return int(d) % nd if nd else 0
 
@@ -201,21 +171,6 @@ def _dims(d: Any, nd: int) -> tuple[int, ...]:
             return tuple(range(nd))
         return tuple(sorted({int(x) % nd for x in d})) if nd else ()
     return (int(d) % nd,) if nd else ()
-
-
-def _set_const(p: Prov, mask: np.ndarray) -> Prov:
-    """Elements under ``mask`` become constants: empty provenance, no score."""
-    if not mask.any():
-        return p
-    lo = np.array(p.lo, copy=True)
-    hi = np.array(p.hi, copy=True)
-    lo[mask] = E_LO
-    hi[mask] = E_HI
-    sid = None
-    if p.sid is not None:
-        sid = np.array(p.sid, copy=True)
-        sid[mask] = NO_SID
-    return Prov(lo, hi, sid)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -274,18 +229,12 @@ def r_copy(c: OpCall) -> None:
 
 @rule("escape")
 def r_escape(c: OpCall) -> None:
-    value = c.out if isinstance(c.out, (bool, int, float)) else None
+    """.item() / float() / bool() (and equal, allclose): the value leaves as a Python scalar."""
+    op = "item" if c.short == "_local_scalar_dense" else c.short
     for t in c.operands():
         p = c.p(t)
         if p is not None:
-            v = value
-            if v is None and c.short == "_local_scalar_dense":
-                v = c.out
-            c.tr.escape(p, _escape_name(c), value=_jsonable(v), numel=t.numel())
-
-
-def _escape_name(c: OpCall) -> str:
-    return "item" if c.short == "_local_scalar_dense" else c.short
+            c.tr.escape(p, op, value=_jsonable(c.out), numel=t.numel())
 
 
 def _jsonable(v: Any) -> Any:
@@ -311,7 +260,7 @@ def _const_mask(c: OpCall, operands: list[Any], shape: tuple[int, ...], kind: st
     mask = None
     for x in operands:
         if isinstance(x, torch.Tensor):
-            if x.numel() == 0:
+            if x.numel() == 0 or c.is_dest(x):  # an in-place op's destination already holds the result
                 continue
             vals = np_values(x)
             if kind == "mul":
@@ -337,23 +286,30 @@ def _const_mask(c: OpCall, operands: list[Any], shape: tuple[int, ...], kind: st
     return mask
 
 
-def _select(cond: np.ndarray, a: Prov | None, b: Prov | None, shape: tuple[int, ...]) -> Prov | None:
-    """Elementwise choice of provenance by a boolean array (where / masked_fill)."""
-    if a is None and b is None:
+def _unless_branches_agree(c: OpCall, cp: Prov | None, a: Any, b: Any, shape: tuple[int, ...]) -> Prov | None:
+    """A choice between two equal untraced constants does not depend on the condition
+    (``masked_fill(~same_doc, -inf)`` on entries already masked -inf by a causal mask)."""
+    if cp is None:
         return None
-    cond = np.broadcast_to(cond, shape)
-    alo = np.broadcast_to(a.lo, shape) if a is not None else E_LO
-    ahi = np.broadcast_to(a.hi, shape) if a is not None else E_HI
-    blo = np.broadcast_to(b.lo, shape) if b is not None else E_LO
-    bhi = np.broadcast_to(b.hi, shape) if b is not None else E_HI
-    lo = np.where(cond, alo, blo).astype(np.int32)
-    hi = np.where(cond, ahi, bhi).astype(np.int32)
-    sid = None
-    if (a is not None and a.sid is not None) or (b is not None and b.sid is not None):
-        asid = np.broadcast_to(a.sid, shape) if a is not None and a.sid is not None else NO_SID
-        bsid = np.broadcast_to(b.sid, shape) if b is not None and b.sid is not None else NO_SID
-        sid = np.where(cond, asid, bsid).astype(np.int64)
-    return Prov(lo, hi, sid)
+    vals = []
+    for x in (a, b):
+        if isinstance(x, torch.Tensor):
+            v = np_values(x)
+            xp = c.p(x)
+            vals.append((v, None if xp is None else np.broadcast_to(xp.hi < 0, v.shape)))
+        elif isinstance(x, (int, float, bool)):
+            vals.append((np.asarray(x), None))
+        else:
+            return cp
+    (va, ua), (vb, ub) = vals
+    with np.errstate(invalid="ignore"):
+        agree = np.broadcast_to(va == vb, shape)
+    for u in (ua, ub):
+        if u is not None:
+            agree = agree & np.broadcast_to(u, shape)
+    if not agree.any():
+        return cp
+    return set_const(broadcast(cp, shape), agree)
 
 
 def pointwise_prov(c: OpCall, shape: tuple[int, ...], operands: list[Any], name: str) -> Prov | None:
@@ -361,13 +317,17 @@ def pointwise_prov(c: OpCall, shape: tuple[int, ...], operands: list[Any], name:
     b = c.b
     if name in ("where",) and "condition" in b:
         cond = b["condition"]
-        sel = _select(np_values(cond).astype(bool), c.p(b.get("self")), c.p(b.get("other")), shape)
-        return tr.union([sel, c.p(cond)], shape, name)
+        sel = select(np_values(cond).astype(bool), c.p(b.get("self")), c.p(b.get("other")), shape)
+        cp = _unless_branches_agree(c, c.p(cond), b.get("self"), b.get("other"), shape)
+        return tr.union([sel, cp], shape, name)
     if name in ("masked_fill", "masked_fill_"):
         mask = b["mask"]
         val = b.get("value")
-        sel = _select(np_values(mask).astype(bool), c.p(val), c.p(b["self"]), shape)
-        return tr.union([sel, c.p(mask)], shape, name)
+        sel = select(np_values(mask).astype(bool), c.p(val), c.p(b["self"]), shape)
+        mp = c.p(mask)
+        if name == "masked_fill":  # in place, the overwritten branch is gone: no refinement
+            mp = _unless_branches_agree(c, mp, val, b["self"], shape)
+        return tr.union([sel, mp], shape, name)
     p = tr.union([c.p(x) for x in operands], shape, name)
     if p is None:
         return None
@@ -375,11 +335,11 @@ def pointwise_prov(c: OpCall, shape: tuple[int, ...], operands: list[Any], name:
     if name in _MUL or base in _MUL:
         m = _const_mask(c, operands, shape, "mul")
         if m is not None:
-            p = _set_const(p, m)
+            p = set_const(p, m)
     elif name in _ADD or base in _ADD:
         m = _const_mask(c, operands, shape, "add")
         if m is not None:
-            p = _set_const(p, m)
+            p = set_const(p, m)
     return p
 
 
@@ -391,46 +351,16 @@ def derived_scores(c: OpCall, x: torch.Tensor, p: Prov, shape: tuple[int, ...], 
         return p
     xs = np.broadcast_to(xp.sid, shape)
     vals = np.broadcast_to(np_values(x), shape).astype(np.float64)
+    if c.is_dest(x):  # log_ in place: x now holds the log; its input was base ** x
+        base = {"log_": math.e, "log2_": 2.0, "log10_": 10.0}.get(c.short, math.e)
+        vals = np.power(base, vals)
     return derive(tr, xs, vals, np.broadcast_to(xp.hi, shape), p, op, torch.is_grad_enabled() and x.requires_grad)
-
-
-def derive(tr: Tracer, xs: np.ndarray, vals: np.ndarray, xhi: np.ndarray, p: Prov, op: str, grad: bool) -> Prov:
-    # any positive value: an unnormalized "probability" (> 1) is still what the script scores with
-    cand = (xs != NO_SID) & (vals > 0) & np.isfinite(vals)
-    if not cand.any():
-        return p
-    idx = np.nonzero(cand)
-    sv = xs[idx]
-    pos = filled(sv.shape, -1, np.int64)
-    plain = sv >= 0
-    pos[plain] = tr.book.pos_of(sv[plain])
-    for j in np.nonzero(~plain)[0].tolist():
-        q = tr.book.single_position(int(sv[j]))
-        pos[j] = -1 if q is None else q
-    ok = pos >= 0
-    if not ok.any():
-        return p
-    sel = tuple(a[ok] for a in idx)
-    nll = -np.log(np.maximum(vals[sel], 1e-300))
-    # what the value depends on, and what the scores it is made of depended on (a gated mixture)
-    dep = np.maximum(xhi[sel].astype(np.int64), tr.book.max_dep(sv[ok]))
-    dep[dep < 0] = -1
-    sids = tr.new_scores(pos[ok], nll, dep, grad, op)
-    sid = np.array(p.sid, np.int64, copy=True)
-    sid[sel] = sids
-    # a value made of several scores of its position (max over passes, then log): the new score
-    # stands for a combination of them, which the verdict must see
-    combos = []
-    for old, new, q in zip(sv[ok].tolist(), sids.tolist(), pos[ok].tolist()):
-        if old <= -2:
-            combos.extend((q, int(s), new) for s in tr.book.flatten(np.array([old])).tolist())
-    if combos:
-        tr.emitter.combine(combos, op + "(combined scores)", tr.site())
-    return Prov(p.lo, p.hi, sid)
 
 
 @rule("pointwise")
 def r_pointwise(c: OpCall) -> None:
+    if c.short == "where" and "self" not in c.b:  # where(cond) is nonzero(cond): data-dependent shape
+        return r_unruled(c)
     operands: list[Any] = [c.b.get(n) for n in c.info.names if not (n in c.info.kwonly and n in c.info.mutated)]
     operands = [x for x in operands if isinstance(x, (torch.Tensor, int, float, bool))]
     name = c.short
@@ -456,17 +386,18 @@ _INDEX_NAMES = {"index", "indices", "repeats", "mask", "output_size"}
 
 
 def _encode(ch: np.ndarray, which: str) -> torch.Tensor:
-    # channels are shifted so that 0 means "empty": zero fills (pads, tril) then stay empty
-    a = np.asarray(ch).astype(np.int64)
+    # channels are shifted so that 0 means "empty": zero fills (pads, tril) then stay empty; float64
+    # holds every position exactly and lets ops without integer kernels (reflection pads) replay
+    a = np.asarray(ch).astype(np.float64)
     if which == "lo":
-        a = a - int(E_LO)
+        a = a - float(E_LO)
     else:
-        a = a + 1
+        a = a + 1.0
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
 def _decode(t: torch.Tensor, which: str) -> np.ndarray:
-    a = t.detach().cpu().numpy().astype(np.int64)
+    a = np.rint(t.detach().cpu().numpy().astype(np.float64)).astype(np.int64)
     if which == "lo":
         return (a + int(E_LO)).astype(np.int32)
     if which == "hi":
@@ -511,9 +442,7 @@ def replay(c: OpCall, data: set[str] | None = None) -> list[Prov | None]:
                 kw[n] = v
             else:
                 pos.append(v)
-        func = c.func
-        if c.info.mutated and not (set(c.info.mutated) & c.info.kwonly):
-            func = _functional_twin(c.func) or c.func
+        func = (_functional_twin(c.func) or c.func) if c.info.mutated else c.func
         r = func(*pos, **kw)
         results[ch] = _tensors(r if isinstance(r, (list, tuple)) else [r])
     outs: list[Prov | None] = []
@@ -528,19 +457,24 @@ def replay(c: OpCall, data: set[str] | None = None) -> list[Prov | None]:
 def _chan(c: OpCall, t: torch.Tensor, ch: str) -> torch.Tensor:
     p = c.p(t)
     if p is None or (ch == "sid" and p.sid is None):
-        return torch.zeros(tuple(t.shape), dtype=torch.int64)
+        return torch.zeros(tuple(t.shape), dtype=torch.float64)
     return _encode(getattr(p, ch), ch)
 
 
 def _functional_twin(func: Any) -> Any:
-    """add_ -> add: replaying an in-place op must not write into the channel tensors' sources."""
+    """tril_ -> tril, cat.out -> cat: the replay must return fresh channel tensors."""
     name = func._schema.name.split("::")[-1]
-    if not name.endswith("_"):
+    over = func._overloadname
+    if over == "out" or over.endswith("_out"):
+        pkt = getattr(torch.ops.aten, name, None)
+        over = over[: -len("_out")] if over.endswith("_out") else "default"
+    elif name.endswith("_"):
+        pkt = getattr(torch.ops.aten, name[:-1], None)
+    else:
         return None
-    pkt = getattr(torch.ops.aten, name[:-1], None)
     if pkt is None:
         return None
-    return getattr(pkt, func._overloadname, None) or getattr(pkt, "default", None)
+    return getattr(pkt, over, None) or getattr(pkt, "default", None)
 
 
 @rule("movement")
@@ -559,13 +493,6 @@ def r_movement(c: OpCall) -> None:
 
 # ------------------------------------------------------------------------------------------------
 # selection by index (and the target-selection exception)
-
-
-def _exact(p: Prov | None) -> bool:
-    if p is None:
-        return False
-    m = p.hi >= 0
-    return bool(m.any()) and bool((p.lo[m] == p.hi[m]).all())
 
 
 def target_selection(c: OpCall, src: torch.Tensor, dim: int, ip: Prov | None,
@@ -588,11 +515,14 @@ def target_selection(c: OpCall, src: torch.Tensor, dim: int, ip: Prov | None,
         ok = mark is not None
     if not ok:
         return False, None
-    if not _exact(ip):
+    if not exact(ip):
         c.tr.imprecise_targets += 1
         return False, None
     if mark is None:
         mark = infer_distribution(src)
+    if mark is None:  # not a distribution (raw counts, a bias table): the target's position counts
+        c.tr.coarse["target_pick_from_unnormalized_row"] += 1
+        return False, None
     return True, mark
 
 
@@ -601,21 +531,7 @@ def infer_distribution(src: torch.Tensor) -> tuple[str, int] | None:
     rows of non-negative values summing to 1 are probabilities, rows whose logsumexp is 0 log-probs."""
     if not src.is_floating_point() or src.numel() == 0:
         return None
-    vals = np_values(src).astype(np.float64)
-    n = vals.shape[-1]
-    if not np.isfinite(vals).all():
-        finite = np.where(np.isneginf(vals), -np.inf, vals)
-        if np.isnan(finite).any() or np.isposinf(finite).any():
-            return None
-        vals = finite
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if vals.min() >= 0 and np.allclose(vals.sum(-1), 1.0, atol=1e-3):
-            return ("prob", n)
-        m = vals.max(-1, keepdims=True)
-        lse = (m + np.log(np.exp(vals - m).sum(-1, keepdims=True)))[..., 0]
-        if vals.max() <= 1e-6 and np.allclose(lse, 0.0, atol=1e-3):
-            return ("logp", n)
-    return None
+    return rows_distribution(np_values(src))
 
 
 def _score_selection(c: OpCall, out: torch.Tensor, p: Prov, tpos: Prov, mark: tuple[str, int]) -> Prov:
@@ -676,15 +592,6 @@ def adv_layout(indices: list[Any], out_ndim: int) -> tuple[int, tuple[int, ...]]
     return start, block
 
 
-def _place(p: Prov, start: int, block: tuple[int, ...], shape: tuple[int, ...]) -> Prov:
-    tail = len(shape) - start - len(block)
-    nshape = (1,) * start + block + (1,) * tail
-    lo = np.broadcast_to(p.lo, block).reshape(nshape)
-    hi = np.broadcast_to(p.hi, block).reshape(nshape)
-    sid = None if p.sid is None else np.broadcast_to(p.sid, block).reshape(nshape)
-    return broadcast(Prov(lo, hi, sid), shape)
-
-
 @rule("index")
 def r_index(c: OpCall) -> None:
     src = c.b["self"]
@@ -708,7 +615,7 @@ def r_index(c: OpCall) -> None:
             continue
         others = sum(1 for j, o in enumerate(indices) if j != d and isinstance(o, torch.Tensor))
         excl, mk = target_selection(c, src, d, ip, rowwise=others > 0)
-        placed = _place(ip, layout[0], layout[1], shape)
+        placed = place(ip, layout[0], layout[1], shape)
         if excl:
             if mk is not None:
                 target, mark = placed, mk
@@ -731,7 +638,7 @@ def r_index_select(c: OpCall) -> None:
     ip = c.p(c.b["index"])
     placed = None
     if ip is not None:
-        placed = _place(Prov(ip.lo.reshape(-1), ip.hi.reshape(-1), None if ip.sid is None else ip.sid.reshape(-1)),
+        placed = place(Prov(ip.lo.reshape(-1), ip.hi.reshape(-1), None if ip.sid is None else ip.sid.reshape(-1)),
                         dim, (ip.lo.size,), shape) if len(shape) else hull_prov(c.tr, [ip], shape, c.short)
     c.assign(out, c.tr.union([p, placed], shape, c.short))
 
@@ -845,7 +752,7 @@ def r_write_index(c: OpCall) -> None:
             if layout is None or has_bool:
                 parts.append(hull_prov(tr, [ip], sel.shape, c.short))
             else:
-                parts.append(_place(ip, layout[0], layout[1], sel.shape))
+                parts.append(place(ip, layout[0], layout[1], sel.shape))
         idx_prov = tr.union(parts, sel.shape, c.short) if parts else None
     elif name in ("scatter", "scatter_add", "scatter_reduce"):
         index = b["index"].detach().cpu()
@@ -873,7 +780,7 @@ def r_write_index(c: OpCall) -> None:
         accumulate = name == "index_add" or (name == "index_reduce" and bool(b.get("include_self", True)))
         ip = c.p(b["index"])
         if ip is not None:
-            idx_prov = _place(Prov(ip.lo.reshape(-1), ip.hi.reshape(-1), None), dim, (ip.lo.size,), sel.shape)
+            idx_prov = place(Prov(ip.lo.reshape(-1), ip.hi.reshape(-1), None), dim, (ip.lo.size,), sel.shape)
     elif name == "put":
         index = b["index"].detach().cpu().reshape(-1)
         sel = offs.reshape(-1)[index].numpy().reshape(tuple(b["index"].shape))
@@ -914,12 +821,7 @@ def r_write_index(c: OpCall) -> None:
         if accumulate:
             return
         new = Prov(filled(sel.shape, E_LO, np.int32), filled(sel.shape, E_HI, np.int32), None)
-    if accumulate:
-        old = tr.store.read(loc)
-        if old is not None:
-            flat_lo = tr.store.entry_for(loc).lo  # type: ignore[union-attr]
-            flat_hi = tr.store.entry_for(loc).hi  # type: ignore[union-attr]
-            new = Prov(np.minimum(new.lo, flat_lo[sel]), np.maximum(new.hi, flat_hi[sel]), new.sid)
+    # accumulate: the targets keep what they had (write_elements unions); the update reports what was added
     tr.store.write_elements(loc.owner, loc.n_owner, loc.itemsize, sel, new, accumulate)
     if inplace:
         meta = tr.store.metas.get(loc.key)
@@ -927,7 +829,7 @@ def r_write_index(c: OpCall) -> None:
             meta.mark = None
         if isinstance(dest, torch.nn.Parameter) or (dest.is_leaf and dest.requires_grad):
             tr.register(loc.owner, "param")
-        tr.check_update(loc.owner, new, c.short, dest.numel(), "table")
+        tr.check_update(loc.owner, new, c.short, loc.n_owner, "table")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -994,7 +896,7 @@ def r_along(c: OpCall) -> None:
         if name in _SOFTMAX | _LOG_SOFTMAX and tuple(t.shape) == shape and ref.is_floating_point():
             vals = np_values(ref)
             const = np.isneginf(vals) & (np.broadcast_to(p.hi, shape) < 0)  # masked entries: exact 0 / -inf
-            tp = _set_const(Prov(np.array(tp.lo), np.array(tp.hi), None if tp.sid is None else np.array(tp.sid)),
+            tp = set_const(Prov(np.array(tp.lo), np.array(tp.hi), None if tp.sid is None else np.array(tp.sid)),
                             const)
         c.assign(t, tp)
     if name in _SOFTMAX or name in _LOG_SOFTMAX:
@@ -1033,7 +935,6 @@ def r_scan(c: OpCall) -> None:
 # ------------------------------------------------------------------------------------------------
 # matrix products
 
-_CHUNK_ELEMS = 4_000_000
 
 
 def _const_zero(c: OpCall, t: torch.Tensor, p: Prov | None) -> np.ndarray | None:
@@ -1045,42 +946,6 @@ def _const_zero(c: OpCall, t: torch.Tensor, p: Prov | None) -> np.ndarray | None
     if p is not None:
         z &= p.hi < 0
     return z if z.any() else None
-
-
-def _part_from_a(alo: np.ndarray, ahi: np.ndarray, keep_b: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Union over k of A[i,k] (only where B[k,j] is not an exact zero) -> [..., I, J or 1]."""
-    if keep_b is None:
-        return alo.min(-1)[..., :, None], ahi.max(-1)[..., :, None]
-    if (alo.min(-1) == alo.max(-1)).all() and (ahi.min(-1) == ahi.max(-1)).all():
-        anyj = keep_b.any(-2)[..., None, :]
-        return np.where(anyj, alo[..., :, :1], E_LO), np.where(anyj, ahi[..., :, :1], E_HI)
-    J = keep_b.shape[-1]
-    step = max(1, _CHUNK_ELEMS // max(1, alo.size))
-    los, his = [], []
-    for j0 in range(0, J, step):
-        kb = keep_b[..., None, :, j0 : j0 + step]
-        los.append(np.where(kb, alo[..., :, :, None], E_LO).min(-2))
-        his.append(np.where(kb, ahi[..., :, :, None], E_HI).max(-2))
-    return np.concatenate(los, -1), np.concatenate(his, -1)
-
-
-def _part_from_b(blo: np.ndarray, bhi: np.ndarray, keep_a: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Union over k of B[k,j] (only where A[i,k] is not an exact zero) -> [..., I or 1, J]."""
-    if keep_a is None:
-        return blo.min(-2)[..., None, :], bhi.max(-2)[..., None, :]
-    if (blo.min(-1) == blo.max(-1)).all() and (bhi.min(-1) == bhi.max(-1)).all():
-        bl, bh = blo[..., :, 0], bhi[..., :, 0]  # [..., K]
-        lo = np.where(keep_a, bl[..., None, :], E_LO).min(-1)[..., :, None]
-        hi = np.where(keep_a, bh[..., None, :], E_HI).max(-1)[..., :, None]
-        return lo, hi
-    I = keep_a.shape[-2]
-    step = max(1, _CHUNK_ELEMS // max(1, blo.size))
-    los, his = [], []
-    for i0 in range(0, I, step):
-        ka = keep_a[..., i0 : i0 + step, :, None]
-        los.append(np.where(ka, blo[..., None, :, :], E_LO).min(-2))
-        his.append(np.where(ka, bhi[..., None, :, :], E_HI).max(-2))
-    return np.concatenate(los, -2), np.concatenate(his, -2)
 
 
 def matmul_prov(c: OpCall, a: torch.Tensor, b_: torch.Tensor, out_shape: tuple[int, ...],
@@ -1123,9 +988,9 @@ def matmul_prov(c: OpCall, a: torch.Tensor, b_: torch.Tensor, out_shape: tuple[i
             keep_b = ~(z[:, None] if b1 else z)
     parts: list[tuple[np.ndarray, np.ndarray]] = []
     if alo is not None:
-        parts.append(_part_from_a(alo, ahi, keep_b))
+        parts.append(part_from_a(alo, ahi, keep_b))
     if blo is not None:
-        parts.append(_part_from_b(blo, bhi, keep_a))
+        parts.append(part_from_b(blo, bhi, keep_a))
     full = np.broadcast_shapes(a_shape[:-2], b_shape[:-2]) + (a_shape[-2], b_shape[-1])
     lo = filled(full, E_LO, np.int32)
     hi = filled(full, E_HI, np.int32)
@@ -1505,10 +1370,10 @@ def r_nll(c: OpCall) -> None:
     if wp is not None:
         parts.append(Prov(wp.lo[safe], wp.hi[safe], None))
     exclude = tr.vocab is None or C == tr.vocab
-    exact = tp is None or _exact(tp)
-    if tp is not None and not exact:
+    exact_target = tp is None or exact(tp)
+    if tp is not None and not exact_target:
         tr.imprecise_targets += 1
-    if tp is not None and (not exclude or not exact):
+    if tp is not None and (not exclude or not exact_target):
         parts.append(tp)  # not a target selection from a vocabulary row: the index counts
     el = tr.union(parts, tshape, c.short)
     sid = None
@@ -1606,7 +1471,7 @@ def r_foreach(c: OpCall) -> None:
             m = _const_mask(c, [x for x in ops if not isinstance(x, torch.Tensor) or x.numel() in (1, t.numel())],
                             shape, "mul")
             if m is not None:
-                p = _set_const(p, m)
+                p = set_const(p, m)
         c.assign(t, p)
 
 
