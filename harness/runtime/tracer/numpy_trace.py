@@ -338,6 +338,8 @@ def _ufunc_at(tr: Any, uf: np.ufunc, inputs: tuple[Any, ...]) -> None:
     # read-modify-write: the targets keep what they had and add what was written (and where)
     tr.store.write_elements(loc.owner, loc.n_owner, loc.itemsize, np.asarray(sel), new, accumulate=True)
     tr.check_update(loc.owner, new, "np." + uf.__name__ + ".at", loc.n_owner, "array")
+    if parts:
+        tr.widen_indexed_table(loc.owner, loc.n_owner, tr.union(parts, shape, "np.at index"), "array")
     return None
 
 
@@ -796,6 +798,8 @@ class TracedArray(np.ndarray):
             return
         tr.store.write_elements(loc.owner, loc.n_owner, loc.itemsize, sel, new, accumulate=False)
         tr.check_update(loc.owner, new, "np.setitem", loc.n_owner, "array")
+        if iparts:
+            tr.widen_indexed_table(loc.owner, loc.n_owner, tr.union(iparts, shape, "np.setitem index"), "array")
 
     # -- copying methods -----------------------------------------------------------------------------
     def _same_layout(self, res: Any, how: Callable[[np.ndarray], np.ndarray] | None = None) -> Any:

@@ -224,6 +224,22 @@ class Tracer:
         if segs:
             self.step_updated.add(id(owner))
 
+    def widen_indexed_table(self, owner: Any, numel: int, idx: Prov | None, table_kind: str) -> None:
+        """A write addressed by traced indices into a persistent table also tells, by where it did NOT
+        land, what the tokens were not (a count that stayed 0 says no such n-gram occurred): every element
+        of the table now depends on the index positions. Conservative: a causal cache stays causal (it
+        only ever holds already-scored positions), a cache filled with future tokens cannot hide behind
+        rows the future did not touch. Only indexed writes: a plain copy into a reused buffer says nothing
+        about the elements it did not write."""
+        if idx is None or owner is None or self.persistent_kind(owner, numel, table_kind) not in ("table", "array"):
+            return
+        lo, hi = pv.hull(idx)
+        e = self.store.entries.get(id(owner))
+        if hi < 0 or e is None:
+            return
+        np.minimum(e.lo, lo, out=e.lo)
+        np.maximum(e.hi, hi, out=e.hi)
+
     # -- stats ---------------------------------------------------------------------------------------
     def tick(self) -> None:
         self.traced_ops += 1

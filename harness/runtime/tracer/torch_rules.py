@@ -830,6 +830,7 @@ def r_write_index(c: OpCall) -> None:
         if isinstance(dest, torch.nn.Parameter) or (dest.is_leaf and dest.requires_grad):
             tr.register(loc.owner, "param")
         tr.check_update(loc.owner, new, c.short, loc.n_owner, "table")
+        tr.widen_indexed_table(loc.owner, loc.n_owner, idx_prov, "table")
 
 
 # ------------------------------------------------------------------------------------------------
