@@ -37,6 +37,10 @@ Known holes (what the trace cannot see; the behavioural probes cover them):
   ``torch.from_numpy`` (a snapshot) are not followed;
 - NLL computed without log_softmax / softmax / nll_loss and without a normalized row to pick from
   (``logsumexp - logit[y]``) gives no score events: the verdict lacks evidence (inconclusive);
+- an indexed write with traced keys into a persistent table (``np.add.at``, ``index_put_``,
+  ``scatter_add_``, ``table[key] = v``) also widens every element of that table by the keys'
+  positions: a count left at 0 still says what the tokens were not (a cache filled with the future
+  cannot hide behind rows the future did not touch); a causal cache stays causal;
 - tables are recognised by birth (allocated before the most recent score); a table built whole
   before any score (a cache over the full stream) gives no ``update`` event, but its influence
   shows in the later scores' ``dep`` (C1); indexed accumulation of score-carrying values into a
