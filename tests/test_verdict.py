@@ -296,6 +296,38 @@ def test_a_position_scored_twice_in_the_reported_pass_fails_c4():
     assert any("position 5 is scored 2 times" in f.message for f in r.findings)
 
 
+def _tail_rescored(update_between: bool = False, extra: int = 1):
+    """Positions 1..128 scored once, then the last 8 scored `extra` more times by shorter windows."""
+    b = LedgerBuilder()
+    start(b)
+    pos, nll = list(range(1, N)), list(NLL[1:])
+    s = list(b.score(list(pos), list(nll)))  # copies: the builder keeps the lists it is given and returns
+    if update_between:
+        b.update(0, 64, site="train_gpt.py:210")
+    for k in range(extra):
+        tail = list(range(N - 8, N))
+        tail_nll = [NLL[p] + 0.1 * (k + 1) for p in tail]  # less context: a different NLL, same model
+        s += b.score(tail, tail_nll)
+        pos += tail
+        nll += tail_nll
+    b.consume(s)
+    b.reported("legal_ttt_exact", float(np.mean(nll)), float(np.sum(nll) / LN2 / PB[pos].sum()))
+    return verdict(b).result("C4")
+
+
+def test_tail_rescored_by_the_same_state_is_a_counting_warning_not_a_second_pass():
+    r = _tail_rescored()
+    assert r.status is Status.WARN, r.summary
+    msg = next(f.message for f in r.findings if f.status is Status.WARN)
+    assert "last 8 positions (121..128)" in msg and "8 extra scores" in msg
+    assert f"{float(NLL[1:].mean()):.6f}" in msg  # the score with each position counted once
+
+
+def test_tail_rescored_after_an_update_or_beyond_the_allowance_fails_c4():
+    assert _tail_rescored(update_between=True).status is Status.FAIL
+    assert _tail_rescored(extra=9).status is Status.FAIL  # 72 extra scores > the 64-token allowance
+
+
 def test_ranks_each_consume_their_share_and_a_cross_rank_update_counts():
     b = LedgerBuilder()
     start(b)
@@ -537,3 +569,37 @@ def test_a_consumed_value_equal_to_the_print_identifies_the_pass_when_nlls_do_no
     assert v.analysis.search.match.by_value
     assert status(v, "C4") is Status.INCONCLUSIVE and "cannot be recomputed" in v.result("C4").findings[0].message
     assert status(v, "C1") is Status.FAIL and status(v, "C3") is Status.PASS
+
+
+def _lora_boundary_ledger(dep_of_boundary: int, boundary_is_bos: bool):
+    """Two documents; the second document's first update (its own LoRA state) reads the BOS at 64, which is
+    the first document's last target, scored later in the first document's final chunk."""
+    vt = VT.copy()
+    vt[64] = 1 if boundary_is_bos else 7
+    b = LedgerBuilder()
+    start(b)
+    s1 = b.score(range(1, 33), NLL[1:33], site="train_gpt.py:900")
+    s2 = b.score(range(65, 97), NLL[65:97], site="train_gpt.py:900")
+    b.update(64, 96, target="param", op="add_", site="train_gpt.py:946")  # doc 2's chunk, BOS at 64 as input
+    dep = [p - 1 for p in range(33, 65)]
+    dep[-1] = dep_of_boundary
+    s3 = b.score(range(33, 65), NLL[33:65], dep=dep, site="train_gpt.py:900")
+    s4 = b.score(range(97, N), NLL[97:N], site="train_gpt.py:900")
+    b.consume(s1 + s2 + s3 + s4)
+    b.reported("final_ttt_lora", *numbers(range(1, N), NLL[1:]))
+    return judge(b.ledger(), printed=b.printed(), val_tokens=vt, pos_bytes=PB, seq_lens=[64])
+
+
+def test_bos_boundary_used_by_the_next_documents_own_state_is_a_warning():
+    v = _lora_boundary_ledger(dep_of_boundary=63, boundary_is_bos=True)
+    r = v.result("C3")
+    assert r.status is Status.WARN, r.summary
+    assert r.findings[0].evidence[0].positions == [64]
+    assert "document-boundary" in r.findings[0].message
+
+
+def test_boundary_rule_does_not_excuse_a_real_look_or_an_ordinary_token():
+    # the score at the boundary depends on the update: the state that scored it saw the token
+    assert _lora_boundary_ledger(dep_of_boundary=64, boundary_is_bos=True).result("C3").status is Status.FAIL
+    # not a BOS: an ordinary token used before its score
+    assert _lora_boundary_ledger(dep_of_boundary=63, boundary_is_bos=False).result("C3").status is Status.FAIL

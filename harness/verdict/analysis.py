@@ -106,6 +106,7 @@ class Analysis:
     parts: dict[str, str] = field(default_factory=dict)  # runtime part -> "ok" | why not
     first_update: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # per pass row
     notes: list[str] = field(default_factory=list)
+    val_tokens: np.ndarray | None = None  # the served stream (document boundaries are BOS tokens)
 
     def part_failed(self, part: str) -> str | None:
         """Why a runtime part (tracer, io_hooks, shim) did not start, or None when it did or is unknown."""
@@ -159,6 +160,7 @@ def analyze(
         his = [int(e["hi"]) for e in ledger.of("read") if isinstance(e.get("hi"), int)]
         n_val = max(his) if his else None
     an = Analysis(ledger, tables, printed, None, n_val, pos_bytes, traced, trace_stats(ledger), runtime_parts(ledger))
+    an.val_tokens = None if val_tokens is None else np.asarray(val_tokens)
     if printed is not None and tables.n:
         an.search = find_reported_pass(tables, ledger, printed, pos_bytes, tol_loss, tol_bpb)
     rows = an.pass_rows

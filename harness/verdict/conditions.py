@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.shards import BOS_ID
+
 from harness.results import Evidence, Finding, RuleResult, Status
 from harness.verdict.analysis import Analysis
 
@@ -129,6 +131,18 @@ def check_c3(an: Analysis) -> RuleResult:
     assert rows is not None
     bad = an.updated_before_scored()
     findings: list[Finding] = []
+    bad, boundary = _split_boundary(an, bad)
+    if boundary.size:
+        p0 = int(tb.pos[boundary[0]])
+        e0 = an.event(int(tb.order[boundary[0]]))
+        findings.append(Finding(
+            "C3", Status.WARN,
+            f"{boundary.size} document-boundary (BOS) position(s), first {p0}, were used as the first input of "
+            f"the next document's update before being scored as the previous document's last target, but "
+            f"their scores do not depend on that update (dep < position): separate per-document state, no "
+            f"look at the target.",
+            [Evidence(where=_where(e0), positions=_ints(np.sort(tb.pos[boundary])),
+                      events=[int(e0.get("seq", 0))], time_s=_t(e0))]))
     if bad.size:
         # group offending rows by the earliest update that touched their position
         row_index = {int(r): i for i, r in enumerate(rows.tolist())}
@@ -164,6 +178,10 @@ def check_c3(an: Analysis) -> RuleResult:
             summary = (f"{untraced} scores carry no traced inputs, so updates from the same tokens may be "
                        f"untraced too; {_pass_desc(an)}")
             findings.append(Finding("C3", Status.INCONCLUSIVE, summary))
+        elif boundary.size:
+            status = Status.WARN
+            summary = (f"only {boundary.size} document-boundary position(s) were used by another document's update "
+                       f"before their score, which does not depend on it; {_pass_desc(an)}")
         else:
             n_upd = len(tb.updates)
             status = Status.PASS
@@ -171,6 +189,23 @@ def check_c3(an: Analysis) -> RuleResult:
                        f"no update touched a position before its score ({n_upd} updates on validation)")
             summary += f"; {_pass_desc(an)}"
     return RuleResult("C3", "", status, summary + f"; {an.stats.line()}", findings, checker="trace")
+
+
+def _split_boundary(an: Analysis, bad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(violations, boundary artefacts). A BOS token is the last target of one document and the first input
+    of the next: per-document TTT trains the next document's own state on it before the previous
+    document's final chunk is scored. That is no look at the target when the score at that position does
+    not depend on the update (its dep is below it: the state that scored it never saw the token). Any
+    other position, or a boundary whose score does depend on the update, stays a violation."""
+    if not bad.size or an.val_tokens is None:
+        return bad, bad[:0]
+    tb = an.tables
+    pos = tb.pos[bad]
+    inside = (pos >= 0) & (pos < an.val_tokens.shape[0])
+    is_bos = np.zeros(bad.shape, dtype=bool)
+    is_bos[inside] = an.val_tokens[pos[inside]] == BOS_ID
+    harmless = is_bos & (tb.dep[bad] < pos)
+    return bad[~harmless], bad[harmless]
 
 
 def _explained_tail(n_targets: int, last: int, seq_lens: Sequence[int]) -> int | None:
@@ -181,20 +216,54 @@ def _explained_tail(n_targets: int, last: int, seq_lens: Sequence[int]) -> int |
     return None
 
 
+def _same_state_tail_rescore(an: Analysis, rows: np.ndarray, uniq: np.ndarray, dup: np.ndarray,
+                             allow: int) -> str | None:
+    """Why repeated scores are a sliding-window tail artefact, or None when they may be a second look.
+
+    Several records keep every tail window (`ws` up to N - stride) and score each one's last `stride`
+    targets, so the final block of the stream is scored again by shorter windows of the same model. That
+    weights a few tokens twice (a counting defect) but gives no second look: accepted only when the repeats
+    are the pass's final contiguous positions (chosen by geometry, not by their values), add at most
+    `allow` extra scores, and no traced update lies between the first and last score of any of them.
+    """
+    tb = an.tables
+    n_extra = int(rows.size - uniq.size)
+    if n_extra > allow or not np.array_equal(dup, uniq[-dup.size:]) or int(dup[-1] - dup[0]) + 1 != dup.size:
+        return None
+    dup_rows = rows[np.isin(tb.pos[rows], dup)]
+    lo, hi = int(tb.order[dup_rows].min()), int(tb.order[dup_rows].max())
+    if any(lo < u.order < hi for u in tb.updates):
+        return None
+    # the score once each: the first score of every position
+    first = rows[np.argsort(tb.order[rows], kind="stable")]
+    _, keep = np.unique(tb.pos[first], return_index=True)
+    once = float(tb.nll[first[keep]].mean())
+    every = float(tb.nll[rows].mean())
+    return (f"the last {dup.size} positions ({int(dup[0])}..{int(dup[-1])}) are scored again by shorter tail "
+            f"windows ({n_extra} extra scores, no update between them): a counting defect, not a second pass; "
+            f"counted once each, val_loss would be {once:.6f} instead of {every:.6f}.")
+
+
 def _coverage(an: Analysis, rows: np.ndarray, params: Mapping[str, Any], seq_lens: Sequence[int]) -> list[Finding]:
     tb = an.tables
     out: list[Finding] = []
     pos = np.sort(tb.pos[rows])
     uniq, counts = np.unique(pos, return_counts=True)
     dup = uniq[counts > 1]
+    allow = int(params.get("tail_allowance_tokens", max([int(x) for x in seq_lens] or [0])))
     if dup.size:
         r = rows[np.isin(tb.pos[rows], dup[:1])]
         evs = [an.event(int(tb.order[x])) for x in r[:2]]
-        out.append(Finding("C4", Status.FAIL,
-                           f"position {int(dup[0])} is scored {int(counts[counts > 1][0])} times in the reported pass "
-                           f"({dup.size} positions scored more than once): each token must be scored exactly once.",
-                           [Evidence(where=_where(e), positions=_ints(dup), events=[int(e.get("seq", 0))],
-                                     time_s=_t(e)) for e in evs]))
+        evidence = [Evidence(where=_where(e), positions=_ints(dup), events=[int(e.get("seq", 0))], time_s=_t(e))
+                    for e in evs]
+        tail = _same_state_tail_rescore(an, rows, uniq, dup, allow)
+        if tail is not None:
+            out.append(Finding("C4", Status.WARN, tail, evidence))
+        else:
+            out.append(Finding("C4", Status.FAIL,
+                               f"position {int(dup[0])} is scored {int(counts[counts > 1][0])} times in the reported "
+                               f"pass ({dup.size} positions scored more than once): each token must be scored "
+                               f"exactly once.", evidence))
     if an.n_val is None:
         out.append(Finding("C4", Status.INCONCLUSIVE,
                            "the size of the served validation stream is unknown (no val_tokens.npy, no read "
@@ -225,7 +294,6 @@ def _coverage(an: Analysis, rows: np.ndarray, params: Mapping[str, Any], seq_len
     tail = n_targets - last
     if tail > 0:
         L = _explained_tail(n_targets, last, seq_lens)
-        allow = int(params.get("tail_allowance_tokens", max([int(x) for x in seq_lens] or [0])))
         if L is not None:
             pass  # the standard truncation to a multiple of the sequence length (+1), said in the summary
         elif tail <= allow:
