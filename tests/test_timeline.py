@@ -93,7 +93,7 @@ def test_legal_ledger_has_no_red_band_and_its_updates_stay_under_the_frontier():
 def test_text_version_marks_violations_only_when_there_are_some():
     bad = timeline_text(ttt_run(illegal=True))
     good = timeline_text(ttt_run(illegal=False))
-    assert "!" in bad.splitlines()[1] and "1 violating update" in bad
+    assert "!" in bad.splitlines()[1] and "1 update(s) reach above the frontier" in bad
     grid = good.splitlines()[1:13]
     assert len(grid) == 12 and all(len(line.split("|", 1)[1]) == 60 for line in grid)
     assert not any("!" in line for line in grid) and "*" in "".join(grid) and "|" in "".join(

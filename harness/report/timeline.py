@@ -246,5 +246,5 @@ def timeline_text(obj: Analysis | Timeline, width: int = 60, height: int = 12) -
     lines.append(" " * label_w + " +" + "-" * width)
     n_red = len(tl.violations)
     lines.append(f"{'':>{label_w}}  * frontier  . score  | update  ! update before score (C3)"
-                 + (f"  [{n_red} violating update(s)]" if n_red else ""))
+                 + (f"  [{n_red} update(s) reach above the frontier: see C3]" if n_red else ""))
     return "\n".join(lines)
