@@ -239,3 +239,34 @@ def test_fold_probes_merges_into_a_report(monkeypatch):
     assert [r.rule_id for r in report.rules] == ["C1", "C2", "C4"]
     assert report.result("C2").status is Status.FAIL and report.sections["probes"]["which"] == ["c2", "c1", "canary"]
     assert any(DISAGREE in n for n in report.notes)
+
+
+def test_reported_scores_trust_only_a_ledger_that_reproduces_the_print(tmp_path):
+    from harness.probes.execute import reported_scores
+    from harness.verdict.handwritten import LedgerBuilder
+
+    toks = np.arange(65, dtype=np.uint16)
+    nll = [1.0 + 0.01 * p for p in range(1, 65)]
+    b = LedgerBuilder()
+    b.run_start()
+    b.read(0, 65)
+    sids = b.score(range(1, 65), nll=nll)
+    b.consume(sids)
+    mean = float(np.mean(nll))
+    b.write(tmp_path / "ok")
+    scores, note = reported_scores(tmp_path / "ok", ("final_exact", mean, 1.0, ""), toks, None)
+    assert scores == {p: pytest.approx(1.0 + 0.01 * p) for p in range(1, 65)} and "reported pass" in note
+    # a printed number the ledger does not reproduce: not trusted
+    scores, note = reported_scores(tmp_path / "ok", ("final_exact", mean + 0.5, 1.0, ""), toks, None)
+    assert scores is None and "do not reproduce" in note
+    # a min over two passes: the selected values are what the print used
+    b2 = LedgerBuilder()
+    b2.run_start()
+    b2.read(0, 65)
+    s1 = b2.score(range(1, 65), nll=2.0)
+    s2 = b2.score(range(1, 65), nll=[1.0 if p % 2 else 3.0 for p in range(1, 65)])
+    b2.consume(s1 + s2)
+    b2.write(tmp_path / "min")
+    scores, note = reported_scores(tmp_path / "min", ("final_exact", 1.5, 1.0, ""), toks, None)
+    assert note.startswith("reported: the min") and scores[1] == 1.0 and scores[2] == 2.0
+    assert reported_scores(tmp_path / "none", ("t", 1.0, 1.0, ""), toks, None) == (None, "no ledger")

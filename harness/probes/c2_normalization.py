@@ -174,7 +174,7 @@ def _analyze_c2(plan: C2Plan, base: VariantRun, runs: dict[str, VariantRun], par
                             numbers={"site": t, "candidates": n_cand})
     ns = normalization_sum(t, plan.vocab, m.forced, m.sampled, m.missing)
     numbers: dict[str, Any] = {
-        "site": t, "vocab": plan.vocab, "forced": len(m.forced), "sampled": len(m.sampled), "missing": m.missing,
+        "mode": "variants", "site": t, "vocab": plan.vocab, "forced": len(m.forced), "sampled": len(m.sampled), "missing": m.missing,
         "partial_sum": ns.partial_sum, "estimate": ns.estimate, "exhaustive": ns.exhaustive,
         "score_error_nats": m.err, "source": m.source,
         "top": [{"token": v, "p": p} for v, p in ns.top],
@@ -222,7 +222,8 @@ def _analyze_c2(plan: C2Plan, base: VariantRun, runs: dict[str, VariantRun], par
                             f"at position {t} the candidates' probabilities add up to an estimated Z = {est:.4f} "
                             f"(interval {est - half:.4f}..{est + half:.4f}, p ~ {format_p(p)}): not normalized.",
                             power, ev, numbers)
-    if est - half >= 1.0 - band and est + half <= 1.0 + band:
+    forced_missing = len(plan.forced) - len(m.forced)
+    if forced_missing == 0 and est - half >= 1.0 - band and est + half <= 1.0 + band:
         return ProbeOutcome("c2", "C2", Status.PASS,
                             f"estimated Z = {est:.4f} +/- {half:.4f} at position {t} from {ns.evaluated} of "
                             f"{plan.vocab} candidates: consistent with a normalized distribution.", power, ev, numbers)
