@@ -88,8 +88,8 @@ def test_illegal_target_hash_fails_c2_from_a_few_candidates(tmp_path):
 def test_cli_probe_writes_json_and_exits_by_verdict(tmp_path, capsys):
     out = tmp_path / "r.json"
     cfgfile = tmp_path / "harness.toml"
-    cfgfile.write_text((ROOT / "harness.toml").read_text(encoding="utf-8")
-                       + '\n[probes]\nblocks = 4\nc2_candidates = 4\nc2_batched = false\n', encoding="utf-8")
+    base = (ROOT / "harness.toml").read_text(encoding="utf-8").split("\n[probes]")[0]  # our own [probes]
+    cfgfile.write_text(base + '\n[probes]\nblocks = 4\nc2_candidates = 4\nc2_batched = false\n', encoding="utf-8")
     rc = cli_main(["--config", str(cfgfile), "probe", str(SUBS / "illegal_ttt_all_before_score"), "--probe", "c1",
                    "--json", str(out), "--out", str(tmp_path / "o")])
     data = json.loads(out.read_text(encoding="utf-8"))
