@@ -63,10 +63,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_ranks_ddp_on_gloo(tmp_path: Path) -> None:
-    script = tmp_path / "train_gpt.py"
-    script.write_text(textwrap.dedent(DDP_SCRIPT))
+# torch 2.13's gloo sometimes aborts a rank at interpreter exit, after the script finished and printed
+# ("terminate called without an active exception", SIGABRT) even with the barrier the shim now puts before
+# destroy_process_group. Known and reported in the README; one retry keeps CI from flaking on it, and any
+# other failure (or that abort twice in a row) still fails the test.
+EXIT_ABORT = "terminate called without an active exception"
+
+
+def _run_two_ranks(tmp_path: Path, script: Path) -> tuple[list[int], list[str], list[str]]:
     base = {k: v for k, v in os.environ.items() if k != "HARNESS_RUNTIME"}
     base.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
                 WORLD_SIZE="2", LOCAL_WORLD_SIZE="2")
@@ -78,15 +82,33 @@ def test_two_ranks_ddp_on_gloo(tmp_path: Path) -> None:
         )
         for r in range(2)
     ]
-    outs = []
+    rcs, outs, errs = [], [], []
     try:
         for p in procs:
             out, err = p.communicate(timeout=180)
-            assert p.returncode == 0, err[-4000:]
+            rcs.append(p.returncode)
             outs.append(out)
+            errs.append(err)
     finally:
         for p in procs:
             p.kill()
+    return rcs, outs, errs
+
+
+@pytest.mark.slow
+def test_two_ranks_ddp_on_gloo(tmp_path: Path) -> None:
+    script = tmp_path / "train_gpt.py"
+    script.write_text(textwrap.dedent(DDP_SCRIPT))
+    rcs, outs, errs = _run_two_ranks(tmp_path, script)
+    exit_abort_only = all(rc == 0 or (rc == -6 and EXIT_ABORT in err and "RESULT=" in out)
+                          for rc, out, err in zip(rcs, outs, errs))
+    if any(rcs) and exit_abort_only:
+        import shutil
+
+        shutil.rmtree(tmp_path / "ledger", ignore_errors=True)
+        rcs, outs, errs = _run_two_ranks(tmp_path, script)
+    for rc, err in zip(rcs, errs):
+        assert rc == 0, err[-4000:]
     res = sorted((json.loads(ln.split("RESULT=", 1)[1]) for out in outs for ln in out.splitlines()
                   if "RESULT=" in ln), key=lambda r: r["rank"])
     assert [r["rank"] for r in res] == [0, 1]

@@ -68,6 +68,24 @@ def install(torch: ModuleType) -> None:
         if c10d is not None:
             c10d.barrier = barrier
 
+    orig_destroy = getattr(dist, "destroy_process_group", None)
+    if orig_destroy is not None and orig_barrier is not None:
+
+        @functools.wraps(orig_destroy)
+        def destroy_process_group(*args: Any, **kwargs: Any) -> Any:
+            # gloo: a rank that tears its sockets down while a peer still finishes the last collective
+            # aborts the peer ("terminate called without an active exception"); NCCL waits, so wait too
+            try:
+                if dist.is_initialized() and not args and not kwargs.get("group"):
+                    orig_barrier()
+            except Exception:  # noqa: BLE001 - a broken group is torn down anyway
+                pass
+            return orig_destroy(*args, **kwargs)
+
+        dist.destroy_process_group = destroy_process_group
+        if c10d is not None:
+            c10d.destroy_process_group = destroy_process_group
+
     DDP = torch.nn.parallel.DistributedDataParallel
     orig_ddp_init = DDP.__init__
 
