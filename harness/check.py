@@ -18,13 +18,10 @@ from typing import Any
 from harness import __version__
 from harness.accounting import ByteTotals, byte_totals
 from harness.config import Config
-from harness.errors import BadInput, Exit
+from harness.errors import BadInput
 from harness.results import Evidence, Finding, Report, RuleResult, Status
 from harness.rules import rule_order
 from harness.submission import Submission, code_files, load_submission, unaccounted_code
-
-CHECK_RULES = ("S1", "S2", "S3", "B1", "B2", "B3", "B5")
-
 
 @dataclass
 class CheckOptions:
@@ -294,25 +291,35 @@ def rule_s2(cfg: Config, st: CheckState) -> RuleResult:
     return _rr(cfg, "S2", Status.PASS, f"claims agree with {n} log(s): mean val_bpb {mean_bpb:.6f}")
 
 
-def rule_b2_logs(cfg: Config, st: CheckState) -> RuleResult:
-    p = cfg.rule_params("B2")
-    limit = float(p.get("max_seconds", 600)) + float(p.get("grace_seconds", 0))
-    times = [(lg.train_time_ms / 1000.0, lg) for lg in st.logs if getattr(lg, "train_time_ms", None) is not None]
+def _budget_limit(cfg: Config, rid: str) -> float:
+    p = cfg.rule_params(rid)
+    return float(p.get("max_seconds", 600)) + float(p.get("grace_seconds", 0))
+
+
+def _stated_time(cfg: Config, rid: str, what: str, times: list[tuple[float, Any]]) -> RuleResult | None:
+    """INCONCLUSIVE without a stated time, FAIL for each log over the budget, None when all are within it."""
+    limit = _budget_limit(cfg, rid)
     if not times:
-        return _rr(cfg, "B2", Status.INCONCLUSIVE, "no log states a training time")
+        return _rr(cfg, rid, Status.INCONCLUSIVE, f"no log states {'an' if what[0] in 'aeiou' else 'a'} {what} time")
     over = [(t, lg) for t, lg in times if t > limit]
+    if not over:
+        return None
     worst_t = max(t for t, _ in times)
-    if over:
-        fs = [Finding("B2", Status.FAIL, f"{Path(lg.path).name} states {t:.1f} s of training (> {limit:.0f} s).",
-                      [Evidence(where=Path(lg.path).name, time_s=t)]) for t, lg in over]
-        return _rr(cfg, "B2", Status.FAIL, f"training {worst_t:.1f} s stated (limit {limit:.0f} s)", fs)
-    return _rr(cfg, "B2", Status.PASS, f"logs state at most {worst_t:.1f} s of training (self-reported; "
-               "measured with --run --scale full)")
+    fs = [Finding(rid, Status.FAIL, f"{Path(lg.path).name} states {t:.1f} s of {what} (> {limit:.0f} s).",
+                  [Evidence(where=Path(lg.path).name, time_s=t)]) for t, lg in over]
+    return _rr(cfg, rid, Status.FAIL, f"{what} {worst_t:.1f} s stated (limit {limit:.0f} s)", fs)
+
+
+def rule_b2_logs(cfg: Config, st: CheckState) -> RuleResult:
+    times = [(lg.train_time_ms / 1000.0, lg) for lg in st.logs if getattr(lg, "train_time_ms", None) is not None]
+    decided = _stated_time(cfg, "B2", "training", times)
+    if decided is not None:
+        return decided
+    return _rr(cfg, "B2", Status.PASS, f"logs state at most {max(t for t, _ in times):.1f} s of training "
+               "(self-reported; measured with --run --scale full)")
 
 
 def rule_b3_logs(cfg: Config, st: CheckState) -> RuleResult:
-    p = cfg.rule_params("B3")
-    limit = float(p.get("max_seconds", 600)) + float(p.get("grace_seconds", 0))
     times = []
     for run in st.runs:
         ms = run.eval_time_ms
@@ -320,14 +327,11 @@ def rule_b3_logs(cfg: Config, st: CheckState) -> RuleResult:
             ms = run.final.eval_time_ms
         if ms is not None:
             times.append((ms / 1000.0, run))
-    if not times:
-        return _rr(cfg, "B3", Status.INCONCLUSIVE, "no log states an evaluation time")
+    decided = _stated_time(cfg, "B3", "evaluation", times)
+    if decided is not None:
+        return decided
+    limit = _budget_limit(cfg, "B3")
     worst_t = max(t for t, _ in times)
-    over = [(t, r) for t, r in times if t > limit]
-    if over:
-        fs = [Finding("B3", Status.FAIL, f"{Path(r.path).name} states {t:.1f} s of evaluation (> {limit:.0f} s).",
-                      [Evidence(where=Path(r.path).name, time_s=t)]) for t, r in over]
-        return _rr(cfg, "B3", Status.FAIL, f"evaluation {worst_t:.1f} s stated (limit {limit:.0f} s)", fs)
     # every post-training evaluation a log states, not only the reported pass: all passes count (B3)
     sums = [(lg.eval_time_sum_ms / 1000.0, lg) for lg in st.logs if getattr(lg, "eval_time_sum_ms", None)]
     over_sum = [(t, lg) for t, lg in sums if t > limit]
