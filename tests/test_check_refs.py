@@ -180,3 +180,15 @@ def test_unsafe_pickle_artifact_is_a_violation_never_run(tmp_path: Path):
     assert p.returncode == 1, p.stdout[-1500:]
     assert "unsafe_pickle" in p.stdout and "os" in p.stdout
     assert not marker.exists()
+
+
+def test_log_stated_times_over_the_budget_fail_b2_and_b3(tmp_path: Path):
+    d = _copy(tmp_path)
+    for f in (d / "logs").iterdir():
+        f.write_text(f.read_text().replace("599812ms", "700000ms").replace("eval_time:45123ms", "eval_time:700000ms"))
+    out = tmp_path / "r.json"
+    assert main(["check", str(d), "--json", str(out)]) == 1
+    by = {r["rule_id"]: r for r in json.loads(out.read_text())["rules"]}
+    for rid, what in (("B2", "training"), ("B3", "evaluation")):
+        assert by[rid]["status"] == "FAIL", by[rid]
+        assert f"700.0 s of {what}" in by[rid]["findings"][0]["message"]
