@@ -83,7 +83,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     if args.command == "check":
-        from harness.check import main_check
+        from harness.check.decide import main_check
 
         return main_check(args, cfg)
     if args.command == "run":
@@ -91,7 +91,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return main_run(args, cfg)
     if args.command == "data":
-        from harness.data import main_data
+        from harness.data.builtin import main_data
 
         return main_data(args, cfg)
     if args.command == "probe":

@@ -1,4 +1,4 @@
-"""harness.artifact: containers peeled with caps, payload loaded only with weights_only, no code run."""
+"""harness.check.artifact: containers peeled with caps, payload loaded only with weights_only, no code run."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.artifact import (
+from harness.check.artifact import (
     ArtifactInfo,
     byte_unshuffle,
     find_artifact,
@@ -207,7 +207,7 @@ def test_zstd_bomb_stopped_fast_and_small(tmp_path: Path) -> None:
         pytest.skip("needs /proc to measure peak memory")
     code = (
         "import re, time\n"
-        "from harness.artifact import inspect_artifact\n"
+        "from harness.check.artifact import inspect_artifact\n"
         "t = time.time()\n"
         f"i = inspect_artifact({str(p)!r})\n"
         "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)\n"

@@ -10,10 +10,10 @@ import sentencepiece as spm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.bpb import byte_tables, recompute, stream_bytes, token_bytes
-from harness.data import ensure_data, train_tokenizer
+from harness.data.bpb import byte_tables, recompute, stream_bytes, token_bytes
+from harness.data.builtin import ensure_data, train_tokenizer
 from harness.errors import BadInput
-from harness.shards import doc_starts, read_shard
+from harness.data.shards import doc_starts, read_shard
 
 # Plain ASCII only: "é" and "€" must fall back to byte pieces.
 TINY_TEXT = """The cat sat on the mat. The dog ate the hat. A bird sang in the tree, and the sun rose over the hill.

@@ -48,7 +48,7 @@ def test_reference_outcome(folder: Path, tmp_path: Path, capsys):
 def test_byte_totals_are_exact():
     rc = main(["check", str(ROOT / "submissions/check_compliant"), "--json", "/dev/null"])
     assert rc == 0
-    from harness.check import CheckOptions, check_folder
+    from harness.check.decide import CheckOptions, check_folder
     from harness.config import load_config
 
     rep, st = check_folder(ROOT / "submissions/check_compliant", load_config(), CheckOptions())
@@ -72,7 +72,7 @@ def test_strict_decision_turns_the_warning_into_a_failure(tmp_path: Path):
 
 
 def test_wrapped_code_is_unwrapped_and_hints_point_into_the_real_source(tmp_path: Path):
-    from harness.check import CheckOptions, check_folder
+    from harness.check.decide import CheckOptions, check_folder
     from harness.config import load_config
 
     rep, st = check_folder(ROOT / "submissions/check_wrapped_code", load_config(), CheckOptions())
@@ -93,7 +93,7 @@ def test_hint_line_numbers_refer_to_unwrapped_source(tmp_path: Path):
     shutil.copytree(ROOT / "submissions/check_compliant", folder)
     packed = base64.b85encode(lzma.compress(src.encode())).decode()
     (folder / "train_gpt.py").write_text(f'import lzma,base64\nexec(lzma.decompress(base64.b85decode("{packed}")))\n')
-    from harness.check import CheckOptions, check_folder
+    from harness.check.decide import CheckOptions, check_folder
     from harness.config import load_config
 
     rep, _ = check_folder(folder, load_config(), CheckOptions())

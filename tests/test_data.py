@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from harness import data as D
+from harness.data import builtin as D
 from harness.cli import main
 from harness.errors import BadInput
-from harness.shards import doc_starts, read_shard, write_shard
+from harness.data.shards import doc_starts, read_shard, write_shard
 
 FILES = ["fineweb_1024_bpe.model", "fineweb_1024_bpe.vocab", "fineweb_train_000000.bin", "fineweb_val_000000.bin", "manifest.json"]
 

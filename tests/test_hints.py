@@ -1,4 +1,4 @@
-"""harness.hints: every pattern fires on its illegal shape and stays quiet on the legal one."""
+"""harness.check.hints: every pattern fires on its illegal shape and stays quiet on the legal one."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.hints import RULES, scan_source
+from harness.check.hints import RULES, scan_source
 from harness.results import Hint
 
 FIX = Path(__file__).parent / "fixtures" / "hints"

@@ -1,4 +1,4 @@
-"""harness.logs: score lines, sizes, times, seeds and hardware from logs shaped like the real ones."""
+"""harness.check.logs: score lines, sizes, times, seeds and hardware from logs shaped like the real ones."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import harness.logs as logs
+import harness.check.logs as logs
 from harness.errors import BadInput
-from harness.logs import SIZE_PATTERNS, find_logs, parse_log, parse_log_text
+from harness.check.logs import SIZE_PATTERNS, find_logs, parse_log, parse_log_text
 
 FIX = Path(__file__).parent / "fixtures" / "logs"
 

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from harness.config import load_config
-from harness.data import ensure_data, serve_val
+from harness.data.builtin import ensure_data, serve_val
 from harness.rules import load_rules
-from harness.shards import read_shard
+from harness.data.shards import read_shard
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBS = ROOT / "submissions"

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.check import finalize, new_report
+from harness.check.decide import finalize, new_report
 from harness.config import Config, load_config
 from harness.errors import BadInput
 from harness.results import RuleResult, Status

@@ -18,7 +18,7 @@ from harness.cli import main as cli_main
 from harness.config import Config, load_config
 from harness.ledger import read_ledger
 from harness.run import run_submission
-from harness.shards import write_shard
+from harness.data.shards import write_shard
 
 SCRIPTS = Path(__file__).parent / "scripts"
 

@@ -30,7 +30,7 @@ from harness.runtime.context import RuntimeSettings
 from harness.runtime.io_hooks.net import local_host
 from harness.runtime.io_hooks.paths import Classifier
 from harness.runtime.io_hooks.procs import _program
-from harness.shards import read_shard, write_shard
+from harness.data.shards import read_shard, write_shard
 
 SITE = Path(__file__).resolve().parent.parent / "harness" / "runtime" / "site"
 

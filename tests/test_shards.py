@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from harness.errors import BadInput
-from harness.shards import HEADER_BYTES, HEADER_INTS, MAGIC, doc_starts, read_header, read_shard, write_shard
+from harness.data.shards import HEADER_BYTES, HEADER_INTS, MAGIC, doc_starts, read_header, read_shard, write_shard
 
 
 def _challenge_style_load(path):

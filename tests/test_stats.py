@@ -1,4 +1,4 @@
-"""harness.stats: Student t from the incomplete beta, and the B5 one-sided improvement test."""
+"""harness.check.significance: Student t from the incomplete beta, and the B5 one-sided improvement test."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.stats import (
+from harness.check.significance import (
     one_sided_improvement_test,
     regularized_incomplete_beta,
     student_t_cdf,

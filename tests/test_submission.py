@@ -1,4 +1,4 @@
-"""harness.submission: which code files a record needs, what strict accounting cannot see, and claims."""
+"""harness.check.submission: which code files a record needs, what strict accounting cannot see, and claims."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import BadInput
-from harness.submission import code_files, parse_claims, unaccounted_code
+from harness.check.submission import code_files, parse_claims, unaccounted_code
 
 # A script for Python >= 3.12 (PEP 701 f-string reusing its quote), as unwrapped April records are: it
 # must not hide the helper module it imports from the strict count under Python 3.11.

@@ -1,4 +1,4 @@
-"""harness.unwrap: exec wrappers peeled without executing anything; line numbers preserved."""
+"""harness.check.unwrap: exec wrappers peeled without executing anything; line numbers preserved."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.errors import BadInput, Exit
-from harness.unwrap import unwrap_file, unwrap_source
+from harness.check.unwrap import unwrap_file, unwrap_source
 
 brotli = pytest.importorskip("brotli")
 zstandard = pytest.importorskip("zstandard")

@@ -505,10 +505,10 @@ def test_evaluate_reads_the_out_folder(tmp_path):
 
 
 def test_evaluate_recomputes_bpb_from_the_tokenizer(tmp_path):
-    from harness import bpb as hb
+    from harness.data import bpb as hb
     from harness.config import load_config
-    from harness.data import ensure_data
-    from harness.shards import read_shard
+    from harness.data.builtin import ensure_data
+    from harness.data.shards import read_shard
     from harness.verdict import evaluate
 
     paths = ensure_data(1024, cache_dir=tmp_path / "cache")

@@ -63,11 +63,11 @@ def _data(cfg: Config, opts: Mapping[str, Any]) -> tuple[np.ndarray, str | None,
         if vocab is None:
             if tok is None:
                 raise BadInput("the probes need the vocabulary size: pass --vocab-size or --tokenizer")
-            from harness.bpb import load_sentencepiece
+            from harness.data.bpb import load_sentencepiece
 
             vocab = int(load_sentencepiece(tok).vocab_size())
         return val, tok, int(vocab)
-    from harness.data import ensure_data
+    from harness.data.builtin import ensure_data
 
     paths = ensure_data(vocab_size=int(vocab or 1024), cache_dir=cfg.get("run", "cache_dir"))
     return paths.read_val(), str(tok or paths.tokenizer), int(paths.vocab_size)
@@ -93,7 +93,7 @@ def probe_rule_results(path: str | Path, cfg: Config, run_opts: Mapping[str, Any
     val, tok, vocab = _data(cfg, opts)
     tables = None
     if tok:
-        from harness.bpb import byte_tables
+        from harness.data.bpb import byte_tables
 
         tables = byte_tables(tok, vocab)
     env = _env_for_block(cfg, opts)
@@ -111,7 +111,7 @@ def probe_rule_results(path: str | Path, cfg: Config, run_opts: Mapping[str, Any
     def pos_bytes_of(tokens: np.ndarray) -> np.ndarray | None:
         if tables is None:
             return None
-        from harness.bpb import stream_bytes
+        from harness.data.bpb import stream_bytes
 
         return stream_bytes(tables, tokens)
 
@@ -147,7 +147,7 @@ def fold_probes(report: Report, args: argparse.Namespace, cfg: Config, run_resul
 
 
 def main_probe(args: argparse.Namespace, cfg: Config) -> int:
-    from harness.check import new_report, write_outputs
+    from harness.check.decide import new_report, write_outputs
     from harness.report.console import render_report
 
     which = args.probe or list(PROBES)

@@ -24,7 +24,7 @@ from harness.run.runner import run_submission
 
 def _new_report(path: str, command: str) -> Report:
     try:
-        from harness.check import new_report
+        from harness.check.decide import new_report
 
         return new_report(path, command)
     except ImportError:

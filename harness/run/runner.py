@@ -50,7 +50,7 @@ def default_out_dir(path: str | os.PathLike[str], run_cfg: dict[str, Any]) -> Pa
 def _data_source(
     cfg: Config, scale: str, data_path: str | None, tokenizer: str | None, vocab_size: int | None,
 ) -> tuple[str | None, str | None, int | None]:
-    """(data folder, tokenizer, vocab size): the user's, else the built-in data (harness.data)."""
+    """(data folder, tokenizer, vocab size): the user's, else the built-in data (harness.data.builtin)."""
     if data_path:
         tok = tokenizer
         if tok is None:
@@ -64,9 +64,9 @@ def _data_source(
     if scale == "full":
         raise BadInput("--scale full needs --data-path (the real FineWeb shards and their tokenizer)")
     try:
-        from harness.data import ensure_data
+        from harness.data.builtin import ensure_data
     except ImportError:
-        raise BadInput("no data: pass --data-path (the built-in data, harness.data, is not available)") from None
+        raise BadInput("no data: pass --data-path (the built-in data, harness.data.builtin, is not available)") from None
     paths = ensure_data(vocab_size=vocab_size or 1024, cache_dir=cfg.get("run", "cache_dir"))
     tok = tokenizer or (str(paths.tokenizer) if getattr(paths, "tokenizer", None) else None)
     return str(paths.data_dir), tok, int(getattr(paths, "vocab_size", vocab_size or 1024))

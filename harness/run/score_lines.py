@@ -48,13 +48,13 @@ def carries_score(line: str) -> bool:
 def pick_reported(lines: list[tuple[str, float | None]], score_tag: str = "") -> ScoreLine | None:
     """The reported score among the printed lines carrying val_bpb (arrival order, with their times).
 
-    Chosen by harness.logs (the same rule `harness check` applies to a submission's logs: the last
+    Chosen by harness.check.logs (the same rule `harness check` applies to a submission's logs: the last
     line with a numeric val_bpb, or the one with `score_tag`); this module's own parser stands in
     when that is not available.
     """
     mine = [p for p in (parse_line(text, t) for text, t in lines) if p is not None]
     try:
-        from harness.logs import parse_log_text
+        from harness.check.logs import parse_log_text
     except ImportError:
         return choose_reported(mine, score_tag)
     summary = parse_log_text("\n".join(text for text, _ in lines), path="<run output>", score_tag=score_tag or None)

@@ -1,7 +1,7 @@
 """The data a run is served: training shards (links) and a validation stream the harness chooses.
 
 The served validation stream is what the verdict recomputes bytes per token over: positions in the
-ledger are indexes into it. It is written as one shard in the challenge's format (harness.shards)
+ledger are indexes into it. It is written as one shard in the challenge's format (harness.data.shards)
 and saved in the out folder as `val_tokens.npy`.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import BadInput
-from harness.shards import read_header, read_shard, write_shard
+from harness.data.shards import read_header, read_shard, write_shard
 
 BOS_ID = 1
 TRAIN_GLOB = "fineweb_train_*.bin"

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.shards import BOS_ID
+from harness.data.shards import BOS_ID
 
 from harness.results import Evidence, Finding, RuleResult, Status
 from harness.verdict.analysis import Analysis

@@ -191,7 +191,7 @@ def verdict_for_run(ledger_dir: str | os.PathLike[str], run_result: Any, cfg: An
     pos_bytes = None
     tok = _get(run_result, "tokenizer") if run_result is not None else None
     if val_tokens is not None and tok:
-        from harness import bpb
+        from harness.data import bpb
 
         try:
             tables = bpb.byte_tables(tok, _get(run_result, "vocab_size"))

@@ -11,7 +11,7 @@ Candidates come from `consume` events (scores reaching a number that left torch)
 A candidate in which some position has several scores is also tried through a selection (min, max,
 mean, first, last per position): a match that needs one is a C4 violation, never a clean pass.
 The numbers are recomputed from the harness's own records: the NLL of each score and the bytes of
-each target from the tokenizer (harness.bpb), never from the script's own accumulators.
+each target from the tokenizer (harness.data.bpb), never from the script's own accumulators.
 """
 
 from __future__ import annotations

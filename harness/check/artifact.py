@@ -6,7 +6,7 @@ refused before it is expanded, and the final payload is loaded only with
 ``torch.load(weights_only=True)``. A pickle that weights_only refuses is never loaded another way:
 its opcodes are scanned (never executed) to list the globals it wants.
 
-The capped decoders here are shared with harness.unwrap (code wrappers decompress literals too).
+The capped decoders here are shared with harness.check.unwrap (code wrappers decompress literals too).
 """
 
 from __future__ import annotations

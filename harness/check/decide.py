@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.accounting import ByteTotals, byte_totals
+from harness.check.accounting import ByteTotals, byte_totals
 from harness.config import Config
 from harness.errors import BadInput
 from harness.results import Evidence, Finding, Report, RuleResult, Status
 from harness.rules import rule_order
-from harness.submission import Submission, code_files, load_submission, unaccounted_code
+from harness.check.submission import Submission, code_files, load_submission, unaccounted_code
 
 @dataclass
 class CheckOptions:
@@ -81,9 +81,9 @@ def _rr(cfg: Config, rule_id: str, status: Status, summary: str, findings: list[
 # ---------------------------------------------------------------- collection
 
 def collect(path: str | Path, opts: CheckOptions) -> CheckState:
-    from harness.artifact import inspect_artifact
-    from harness.logs import parse_log
-    from harness.unwrap import unwrap_file
+    from harness.check.artifact import inspect_artifact
+    from harness.check.logs import parse_log
+    from harness.check.unwrap import unwrap_file
 
     sub = load_submission(path, opts.artifact)
     st = CheckState(sub=sub)
@@ -118,7 +118,7 @@ def collect(path: str | Path, opts: CheckOptions) -> CheckState:
                 st.notes.append(f"{lp.name}: no reported score ({why}); not counted as a seed log")
     if st.logs and all(lg.final is None for lg in st.logs):
         st.input_errors.append(f"{sub.path}: no log states a final score")
-    from harness.logs import seed_runs
+    from harness.check.logs import seed_runs
 
     st.runs = seed_runs(st.logs)
     return st
@@ -345,7 +345,7 @@ def rule_b3_logs(cfg: Config, st: CheckState) -> RuleResult:
 
 
 def rule_b5(cfg: Config, st: CheckState, opts: CheckOptions) -> tuple[RuleResult, Any]:
-    from harness.stats import one_sided_improvement_test
+    from harness.check.significance import one_sided_improvement_test
 
     p = cfg.rule_params("B5")
     ref = opts.reference_val_loss
@@ -385,7 +385,7 @@ def check_folder(path: str | Path, cfg: Config, opts: CheckOptions) -> tuple[Rep
     results.append(b5)
     report.rules = results
     if opts.hints and st.source is not None:
-        from harness.hints import scan_source
+        from harness.check.hints import scan_source
 
         name = sub.script.name if sub.script else "train_gpt.py"
         if st.unwrapped is not None and st.unwrapped.wrapped:

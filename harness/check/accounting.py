@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.submission import CodeFile
+from harness.check.submission import CodeFile
 
 
 @dataclass

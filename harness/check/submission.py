@@ -130,7 +130,7 @@ def parse_claims(path: Path) -> Claims:
 def _tree(source: str) -> ast.Module | None:
     """AST of a source; sources using newer syntax (3.12 f-strings) still parse, with those f-strings
     blanked, so a script written for a newer Python does not hide its helper files."""
-    from harness.hints import parse_lenient
+    from harness.check.hints import parse_lenient
 
     return parse_lenient(source)
 
@@ -308,8 +308,8 @@ def unaccounted_code(script: Path, source: str, counted: list[CodeFile]) -> Unac
 
 
 def load_submission(path: str | Path, artifact: str | Path | None = None) -> Submission:
-    from harness.artifact import find_artifact
-    from harness.logs import find_logs
+    from harness.check.artifact import find_artifact
+    from harness.check.logs import find_logs
 
     folder = Path(path)
     if not folder.exists():

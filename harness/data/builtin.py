@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import BadInput, HarnessError
-from harness.shards import BOS_ID, doc_starts, read_header, read_shard, write_shard
+from harness.data.shards import BOS_ID, doc_starts, read_header, read_shard, write_shard
 
 FORMAT = 1  # bump when the build changes, so stale caches are rebuilt
 DEFAULT_VOCAB = 1024
