@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     subs = args.subs or sorted(p.parent.name for p in (ROOT / "submissions").glob("*/train_gpt.py")
                                if p.parent.name.startswith(("legal_", "illegal_", "adversarial_")))
     cfg = load_config()
-    cfg.raw.setdefault("probes", {}).update(
-        {"blocks": args.blocks, "c2_candidates": args.candidates, "fork": not args.no_fork, "jobs": args.jobs})
+    cfg.raw.setdefault("probes", {}).update({"blocks": args.blocks, "fork": not args.no_fork, "jobs": args.jobs})
+    cfg.raw.setdefault("rules", {}).setdefault("C2", {})["c2_candidates"] = args.candidates
     print(f"{'submission':32} {'probe':7} {'wall_s':>7} {'runs':>4} {'forks':>5} {'per_var':>7} "
           f"{'fork_at':>7}  rows")
     total = 0.0

@@ -30,6 +30,10 @@ Kind-specific keys:
     reported       tag, val_loss, val_bpb, line     the final score line the script printed
     phase          name                    harness-observed phase marks (train_start, eval_start, ...)
     needs_gpu      what, where
+    kernel_launch  name, where, grid, tensors, interpreter, provenance
+                                           a GPU kernel (Triton) run on the CPU by Triton's interpreter,
+                                           first launch per kernel and line; provenance "untracked": its
+                                           outputs do not carry the inputs' provenance
     stats          unruled_ops {name: count}, escapes int, traced_ops int
     run_end        rc, wall_s, reason
 """
@@ -49,7 +53,7 @@ KINDS = frozenset(
     {
         "run_start", "read", "train_read", "artifact_write", "artifact_read", "net", "subprocess",
         "score", "update", "combine", "consume", "stdout", "reported", "phase", "needs_gpu", "stats",
-        "run_end",
+        "run_end", "kernel_launch",
     }
 )
 

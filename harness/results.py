@@ -5,13 +5,14 @@ Collection (check, run, trace, probes) produces these; reporting (harness.report
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
 from harness.errors import Exit
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 class Status(str, Enum):
@@ -77,6 +78,30 @@ class RuleResult:
     severity: str = "error"
 
 
+def rule_row(rules: Any, rule_id: str, status: Status, summary: str, findings: list[Finding] | None = None,
+             checker: str = "") -> RuleResult:
+    """The one way to make a rule row: title and severity from the rules (a Config, a mapping of rule id to
+    Rule, or None), so every stage's rows read alike."""
+    table = getattr(rules, "rules", rules)
+    rule = table.get(rule_id) if isinstance(table, Mapping) else None
+    return RuleResult(rule_id, rule.title if rule else rule_id, status, summary, list(findings or []),
+                      checker=checker, severity=rule.severity if rule else "error")
+
+
+@dataclass
+class Stage:
+    """What one stage (check, run, probes) decided: rows, and what the report shows beside them."""
+
+    rules: list[RuleResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    sections: dict[str, Any] = field(default_factory=dict)
+    hints: list[Hint] = field(default_factory=list)
+    input_errors: list[str] = field(default_factory=list)
+
+    def result(self, rule_id: str) -> RuleResult | None:
+        return next((r for r in self.rules if r.rule_id == rule_id), None)
+
+
 @dataclass
 class Hint:
     """A static 'look here': never a verdict."""
@@ -101,6 +126,8 @@ class Report:
     # bad input found while collecting (malformed JSON, truncated artifact ...): exit code 3
     input_errors: list[str] = field(default_factory=list)
     schema_version: str = SCHEMA_VERSION
+    # the rules' version ([ruleset] version in rules/*.toml: harness.rules.ruleset_version()); set by the factory
+    ruleset_version: str = ""
 
     def result(self, rule_id: str) -> RuleResult | None:
         return next((r for r in self.rules if r.rule_id == rule_id), None)

@@ -23,17 +23,17 @@ from hypothesis import strategies as st
 
 from harness.check.artifact import (
     ArtifactInfo,
-    byte_unshuffle,
     find_artifact,
     inspect_artifact,
     scan_pickle_globals,
 )
+from harness.check.containers import byte_unshuffle
 from harness.errors import BadInput
 
 brotli = pytest.importorskip("brotli")
 zstandard = pytest.importorskip("zstandard")
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT  # noqa: E402
 
 # ---------------------------------------------------------------- fixture builders
 

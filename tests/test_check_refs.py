@@ -14,7 +14,8 @@ import pytest
 
 from harness.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
+
 REFS = sorted(p for p in (ROOT / "submissions").glob("check_*") if p.is_dir())
 
 
@@ -48,16 +49,17 @@ def test_reference_outcome(folder: Path, tmp_path: Path, capsys):
 def test_byte_totals_are_exact():
     rc = main(["check", str(ROOT / "submissions/check_compliant"), "--json", "/dev/null"])
     assert rc == 0
-    from harness.check.decide import CheckOptions, check_folder
+    from harness.check.folder import check_folder
+    from harness.check.options import CheckOptions
     from harness.config import load_config
 
-    rep, st = check_folder(ROOT / "submissions/check_compliant", load_config(), CheckOptions())
+    rep = check_folder(ROOT / "submissions/check_compliant", load_config(), CheckOptions())
     acc = rep.sections["accounting"]
     code = (ROOT / "submissions/check_compliant/train_gpt.py").stat().st_size
     art = (ROOT / "submissions/check_compliant/final_model.int8.ptz").stat().st_size
     assert acc["practised"] == {"code": code, "model": art, "total": code + art}
     # strict counts the imported helper too
-    rep2, _ = check_folder(ROOT / "submissions/check_over_cap_strict", load_config(), CheckOptions())
+    rep2 = check_folder(ROOT / "submissions/check_over_cap_strict", load_config(), CheckOptions())
     acc2 = rep2.sections["accounting"]
     helper = (ROOT / "submissions/check_over_cap_strict/tokenizer_helpers.py").stat().st_size
     assert acc2["strict"]["code"] == acc2["practised"]["code"] + helper
@@ -72,10 +74,12 @@ def test_strict_decision_turns_the_warning_into_a_failure(tmp_path: Path):
 
 
 def test_wrapped_code_is_unwrapped_and_hints_point_into_the_real_source(tmp_path: Path):
-    from harness.check.decide import CheckOptions, check_folder
+    from harness.check.folder import check_folder
+    from harness.check.options import CheckOptions
     from harness.config import load_config
 
-    rep, st = check_folder(ROOT / "submissions/check_wrapped_code", load_config(), CheckOptions())
+    rep = check_folder(ROOT / "submissions/check_wrapped_code", load_config(), CheckOptions())
+    st = rep.state
     code = rep.sections["code"]
     assert code["wrapped"] and "lzma" in " ".join(code["layers"])
     plain = (ROOT / "submissions/check_compliant/train_gpt.py").read_text()
@@ -93,10 +97,11 @@ def test_hint_line_numbers_refer_to_unwrapped_source(tmp_path: Path):
     shutil.copytree(ROOT / "submissions/check_compliant", folder)
     packed = base64.b85encode(lzma.compress(src.encode())).decode()
     (folder / "train_gpt.py").write_text(f'import lzma,base64\nexec(lzma.decompress(base64.b85decode("{packed}")))\n')
-    from harness.check.decide import CheckOptions, check_folder
+    from harness.check.folder import check_folder
+    from harness.check.options import CheckOptions
     from harness.config import load_config
 
-    rep, _ = check_folder(folder, load_config(), CheckOptions())
+    rep = check_folder(folder, load_config(), CheckOptions())
     real = [h for h in rep.hints if h.rule_id != "-"]
     assert real, "the illegal TTT pattern should give a hint"
     lines = src.splitlines()

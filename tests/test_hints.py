@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.check.hints import RULES, scan_source
+from harness.check.hints import HINT_PATTERNS as RULES, scan_source
 from harness.results import Hint
 
 FIX = Path(__file__).parent / "fixtures" / "hints"

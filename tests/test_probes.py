@@ -222,20 +222,20 @@ def test_variant_run_totals():
 
 
 def test_fold_probes_merges_into_a_report(monkeypatch):
-    import argparse
-
+    from harness.cli import commands
+    from harness.cli.options import ProbeOptions
     from harness.config import load_config
-    from harness.probes import command
     from harness.results import Report
+    from harness.run.options import RunOptions
 
     def fake(path, cfg, run_opts, which):
         rows = [RuleResult("C2", "C2", Status.FAIL, "canary probe: dip", [], "probe")]
         return rows, {"which": list(which), "outcomes": []}
 
-    monkeypatch.setattr(command, "probe_rule_results", fake)
+    monkeypatch.setattr(commands, "probe_rule_results", fake)
     report = Report("x", "check", "0", "now", rules=[_row("C4", Status.PASS), _row("C1", Status.PASS),
                                                       _row("C2", Status.NOT_RUN)])
-    command.fold_probes(report, argparse.Namespace(path="x"), load_config())
+    commands.fold_probes(report, "x", load_config(), RunOptions(), ProbeOptions())
     assert [r.rule_id for r in report.rules] == ["C1", "C2", "C4"]
     assert report.result("C2").status is Status.FAIL and report.sections["probes"]["which"] == ["c2", "c1", "canary"]
     assert any(DISAGREE in n for n in report.notes)

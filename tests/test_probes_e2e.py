@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import tomllib
-from pathlib import Path
 
 import pytest
 
@@ -19,15 +18,17 @@ from harness.results import Status
 from harness.run.judge import judge_run
 from harness.run.result import RunResult
 
-ROOT = Path(__file__).resolve().parent.parent
-SUBS = ROOT / "submissions"
+from conftest import ROOT
+from conftest import SUBMISSIONS as SUBS
+
 pytestmark = pytest.mark.slow
 
 
 def _cfg(**probes):
     cfg = load_config()
-    cfg.raw.setdefault("probes", {}).update({"blocks": 4, "c2_candidates": 8, "fork": True, "c2_batched": False,
-                                             **probes})
+    c2 = {"c2_candidates": probes.pop("c2_candidates", 8)}  # a C2 rule parameter: [rules.C2], not [probes]
+    cfg.raw.setdefault("probes", {}).update({"blocks": 4, "fork": True, "c2_batched": False, **probes})
+    cfg.raw.setdefault("rules", {}).setdefault("C2", {}).update(c2)
     return cfg
 
 
@@ -89,7 +90,8 @@ def test_cli_probe_writes_json_and_exits_by_verdict(tmp_path, capsys):
     out = tmp_path / "r.json"
     cfgfile = tmp_path / "harness.toml"
     base = (ROOT / "harness.toml").read_text(encoding="utf-8").split("\n[probes]")[0]  # our own [probes]
-    cfgfile.write_text(base + '\n[probes]\nblocks = 4\nc2_candidates = 4\nc2_batched = false\n', encoding="utf-8")
+    cfgfile.write_text(base + '\n[probes]\nblocks = 4\nc2_batched = false\n[rules.C2]\nc2_candidates = 4\n',
+                       encoding="utf-8")
     rc = cli_main(["--config", str(cfgfile), "probe", str(SUBS / "illegal_ttt_all_before_score"), "--probe", "c1",
                    "--json", str(out), "--out", str(tmp_path / "o")])
     data = json.loads(out.read_text(encoding="utf-8"))

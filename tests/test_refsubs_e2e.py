@@ -13,7 +13,8 @@ from harness.results import Status
 from harness.run import run_submission
 from harness.run.judge import judge_run
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
+
 TRACED = sorted(p for p in (ROOT / "submissions").iterdir()
                 if p.is_dir() and p.name.startswith(("legal_", "illegal_")))
 

@@ -24,8 +24,9 @@ from harness.data.builtin import ensure_data, serve_val
 from harness.rules import load_rules
 from harness.data.shards import read_shard
 
-ROOT = Path(__file__).resolve().parent.parent
-SUBS = ROOT / "submissions"
+from conftest import ROOT
+from conftest import SUBMISSIONS as SUBS
+
 NAMES = sorted(p.parent.name for p in SUBS.glob("*/expected.toml")
                if p.parent.name.startswith(("legal_", "illegal_")))
 VAL_TOKENS = 2048  # a short served validation stream (whole documents)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness.check.decide import new_report
+from harness.report.build import new_report
 from harness.fsutil import atomic_write_text
 from harness.report.console import render_report
 from harness.report.json_report import report_json, write_json

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.check.decide import finalize, new_report
+from harness.report.build import finalize, new_report
 from harness.config import Config, load_config
 from harness.errors import BadInput
 from harness.results import RuleResult, Status
@@ -69,3 +69,27 @@ def test_not_run_is_inconclusive_setting():
     finalize(rep, cfg)
     assert rep.status is Status.INCONCLUSIVE
     assert int(rep.exit_code) == 2
+
+
+def test_user_settings_layer_over_the_shipped_defaults(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    default = load_config()  # no ./harness.toml: the shipped defaults alone
+    assert default.section("run").get("tiny_env") and default.section("probes").get("blocks")
+    (tmp_path / "harness.toml").write_text('[run]\nseed = 7\n[run.tiny_env]\nITERATIONS = "2"\n')
+    cfg = load_config()
+    assert cfg.path == tmp_path / "harness.toml"
+    assert cfg.get("run", "seed") == 7 and cfg.get("run", "scale") == default.get("run", "scale")
+    tiny = cfg.section("run")["tiny_env"]
+    assert tiny["ITERATIONS"] == "2" and tiny["TRAIN_SEQ_LEN"] == default.section("run")["tiny_env"]["TRAIN_SEQ_LEN"]
+    assert cfg.section("probes") == default.section("probes")
+
+
+def test_default_settings_restate_no_rule_parameter():
+    from harness.config import default_settings_path
+    from harness.probes.session import probe_params
+
+    cfg = load_config(default_settings_path())
+    assert not cfg.raw.get("rules"), "rule parameters live in rules/*.toml only"
+    rule_keys = {k for r in load_rules().values() for k in r.parameters}
+    assert not rule_keys & set(cfg.section("probes"))
+    assert probe_params(cfg)["c2_candidates"] == load_rules()["C2"].parameters["c2_candidates"]

@@ -17,12 +17,13 @@ from harness.config import load_config
 from harness.errors import BadInput
 from harness.results import RuleResult, Status
 from harness.run.ending import classify, exception_line, script_frame
-from harness.run.judge import budget_rules, failed_run_rules, merge_rules
+from harness.merge import merge_rows
+from harness.run.judge import failed_run_rules
 from harness.run.monitor import BudgetClock, BudgetLimits, LedgerTail, PhaseTracker
 from harness.run.result import Reported, RunResult
 from harness.run.sandbox import OutputPump, scrubbed_env
 from harness.run.scale import env_overrides, parse_env_pairs
-from harness.run.score_lines import choose_reported, parse_line, script_times
+from harness.check.score_lines import choose_reported, parse_line, script_times
 from harness.run.serve import cut_whole_documents, load_override, serve_data
 from harness.run.workdir import prepare_workdir
 from harness.runtime.bootstrap import is_torchrun_launcher
@@ -65,7 +66,7 @@ def test_choose_reported_and_script_times() -> None:
 
 
 def test_pick_reported_follows_the_log_parser_and_keeps_times() -> None:
-    from harness.run.score_lines import pick_reported
+    from harness.check.logs import pick_reported
 
     lines = [("step:4/4 val_loss:2.0 val_bpb:1.2 train_time:900ms", 1.0),
              ("\x1b[32mfinal_int8_zlib_roundtrip val_loss:2.1 val_bpb:1.3 eval_time:50ms\x1b[0m", 2.0),
@@ -380,15 +381,11 @@ def test_rules_from_a_run() -> None:
     failed = failed_run_rules(_result(reason="needs_gpu", message="needs GPU: x"), cfg)
     assert failed and {r.status for r in failed} == {Status.INCONCLUSIVE}
     assert {r.rule_id for r in failed} >= {"C1", "C3", "D1", "B2"}
-    tiny = budget_rules(_result(budgets={"enforced": False, "train_s": 1.0, "eval_s": 2.0}), cfg)
-    assert [r.status for r in tiny] == [Status.NOT_RUN, Status.NOT_RUN]
-    full = budget_rules(_result(reason="train_budget", message="killed", budgets={
-        "enforced": True, "train_s": 700.0, "train_limit_s": 605.0, "eval_s": None, "eval_limit_s": 605.0}), cfg)
-    assert [(r.rule_id, r.status) for r in full] == [("B2", Status.FAIL), ("B3", Status.INCONCLUSIVE)]
-    merged = merge_rules(
+    merged, notes = merge_rows(
         [RuleResult("B2", "t", Status.PASS, "logs ok"), RuleResult("S1", "s", Status.PASS, "ok"),
          RuleResult("C1", "c", Status.NOT_RUN, "needs a run")],
         [RuleResult("B2", "t", Status.FAIL, "run over"), RuleResult("C1", "c", Status.PASS, "traced")],
+        label="run",
     )
     assert [(r.rule_id, r.status) for r in merged] == [("B2", Status.FAIL), ("S1", Status.PASS), ("C1", Status.PASS)]
     assert merged[0].summary == "logs ok | run: run over"

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
@@ -169,6 +169,8 @@ def execute(n: int, steps, cache: bool, tmp: Path, raw: np.ndarray | None = None
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(sched=schedules())
+# the last chunk scored twice into the reported mean by the same state (no update between): a rescore
+@example(sched=(3, [("score", 0), ("score", 1), ("score", 2), ("score", 2)], False))
 def test_verdict_equals_ground_truth(sched, tmp_path):
     n, steps, cache = sched
     assert_verdict(ground_truth(steps), execute(n, steps, cache, tmp_path), steps, cache)

@@ -17,7 +17,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import ROOT as REPO
+
 
 PRELUDE = '''
 import json, sys, traceback

@@ -16,7 +16,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import ROOT as REPO
+
 
 DDP_SCRIPT = '''
 import json, os

@@ -17,18 +17,32 @@ from harness.runtime.shim import NEEDS_GPU_EXIT
 
 pytest.importorskip("torch")  # the child processes of most cases import it
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import ROOT as REPO
 
 
-def run(tmp_path: Path, body: str, extra_path: Path | None = None) -> tuple[subprocess.CompletedProcess, list[dict]]:
+# runs the shim with triton invisible to the import system, as on a host without the `triton` extra
+HIDE_TRITON = """
+import importlib.machinery as m, runpy, sys
+_find = m.PathFinder.find_spec.__func__
+def _hidden(cls, name, path=None, target=None):
+    return None if name == "triton" or name.startswith("triton.") else _find(cls, name, path, target)
+m.PathFinder.find_spec = classmethod(_hidden)
+sys.argv = ["shim", *sys.argv[1:]]
+runpy.run_module("harness.runtime.shim", run_name="__main__", alter_sys=True)
+"""
+
+
+def run(tmp_path: Path, body: str, extra_path: Path | None = None, *, hide_triton: bool = False,
+        env_extra: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, list[dict]]:
     script = tmp_path / "train_gpt.py"
     script.write_text(textwrap.dedent(body))
     ledger = tmp_path / "ledger"
-    env = {k: v for k, v in os.environ.items() if k != "HARNESS_RUNTIME"}
+    env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_RUNTIME", "TRITON_INTERPRET")}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
-        [str(REPO)] + ([str(extra_path)] if extra_path else [])))
+        [str(REPO)] + ([str(extra_path)] if extra_path else [])), **(env_extra or {}))
+    launcher = ["-c", HIDE_TRITON] if hide_triton else ["-m", "harness.runtime.shim"]
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.runtime.shim", "--ledger", str(ledger), str(script)],
+        [sys.executable, *launcher, "--ledger", str(ledger), str(script)],
         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
     )
     events = [json.loads(ln) for f in sorted(ledger.glob("*.jsonl")) for ln in f.read_text().splitlines()]
@@ -71,9 +85,12 @@ print("NOT REACHED")
 
 
 def test_triton_launch_without_triton_installed(tmp_path: Path) -> None:
-    proc, events = run(tmp_path, TRITON_KERNEL)
+    proc, events = run(tmp_path, TRITON_KERNEL, hide_triton=True, env_extra={"TRITON_INTERPRET": "1"})
     assert "defined 2" in proc.stdout  # decorators and helpers work at definition time
-    assert_needs_gpu(proc, events, "Triton kernel relu_sq_kernel launch", f"train_gpt.py:{line_of(tmp_path, 'LAUNCH')}")
+    # the one line names the extra that would run the kernel on the CPU
+    assert_needs_gpu(proc, events, "Triton kernel relu_sq_kernel launch (triton is not installed: "
+                     "pip install \".[triton]\" runs it on the CPU through Triton's interpreter)",
+                     f"train_gpt.py:{line_of(tmp_path, 'LAUNCH')}")
     assert "swallowed" not in proc.stdout
 
 
@@ -126,7 +143,7 @@ print("fallback", relu_sq([-1, 2]), importlib.util.find_spec("triton") is None)
 
 
 def test_guarded_triton_import_takes_the_scripts_fallback(tmp_path: Path) -> None:
-    proc, events = run(tmp_path, GUARDED)
+    proc, events = run(tmp_path, GUARDED, hide_triton=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "fallback [0, 4] True" in proc.stdout
     assert not [e for e in events if e["kind"] == "needs_gpu"]
@@ -143,26 +160,77 @@ def test_guarded_triton_import_is_hidden_even_when_triton_is_installed(tmp_path:
     assert "fallback [0, 4] False" in proc.stdout
 
 
-def test_fp8_scaled_mm(tmp_path: Path) -> None:
+def test_fp8_scaled_mm_is_emulated_in_fp32_with_the_same_scaling(tmp_path: Path) -> None:
     proc, events = run(tmp_path, '''
         import torch
-        a = torch.randn(16, 16, device="cuda").to(torch.float8_e4m3fn)
-        b = torch.randn(16, 16, device="cuda").to(torch.float8_e4m3fn).t()
+        torch.manual_seed(0)
+        a = torch.randn(16, 32, device="cuda").to(torch.float8_e4m3fn)
+        b = torch.randn(24, 32, device="cuda").to(torch.float8_e4m3fn).t()
         one = torch.ones((), device="cuda")
         out = torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)  # FP8
+        ref = a.float() @ b.float()
+        print("tensorwise", out.shape == (16, 24), (out.float() - ref).abs().max().item() < 1e-4)
+        sa = torch.rand(16, 1) + 0.5
+        sb = torch.rand(1, 24) + 0.5
+        bias = torch.randn(24)
+        out = torch._scaled_mm(a, b, sa, sb, bias=bias, out_dtype=torch.float32)
+        ref = (a.float() * sa) @ (b.float() * sb) + bias
+        print("rowwise", (out - ref).abs().max().item() < 1e-4)
+        big = torch._scaled_mm(a, b, one * 1e4, one * 1e4, out_dtype=torch.float8_e4m3fn)
+        print("saturates", big.dtype == torch.float8_e4m3fn, not big.float().isnan().any().item())
+        blocks = torch.ones(16, 4)
+        torch._scaled_mm(a, b, blocks, torch.ones(4, 3), out_dtype=torch.float32)  # BLOCKS
         print("NOT REACHED")
     ''')
-    assert_needs_gpu(proc, events, "FP8 matrix product torch._scaled_mm", f"train_gpt.py:{line_of(tmp_path, '# FP8')}")
+    assert "tensorwise True True" in proc.stdout and "rowwise True" in proc.stdout, proc.stderr[-2000:]
+    assert "saturates True True" in proc.stdout
+    assert_needs_gpu(proc, events, "FP8 matrix product torch._scaled_mm with block-wise scales (16, 4) x (4, 3)",
+                     f"train_gpt.py:{line_of(tmp_path, '# BLOCKS')}")
 
 
-def test_cuda_graph_capture(tmp_path: Path) -> None:
+def test_cuda_graph_capture_runs_eagerly_and_replays(tmp_path: Path) -> None:
     proc, events = run(tmp_path, '''
         import torch
+        torch.manual_seed(0)
+        lin = torch.nn.Linear(8, 8).cuda()
+        static_in = torch.randn(4, 8, device="cuda")
+        acc = torch.zeros(8, device="cuda")
         g = torch.cuda.CUDAGraph()  # GRAPH
-        print("NOT REACHED")
+        with torch.no_grad():
+            with torch.cuda.graph(g):
+                print("capturing", torch.cuda.is_current_stream_capturing())
+                static_out = lin(static_in).relu() * 2
+                acc.add_(static_out.sum(0))  # an in-place update is replayed too
+        print("after", torch.cuda.is_current_stream_capturing())
+        ok, want = [], acc.clone()
+        for _ in range(3):
+            x = torch.randn(4, 8)
+            static_in.copy_(x)
+            g.replay()
+            ref = lin(x).relu() * 2
+            want += ref.sum(0)
+            ok.append(torch.allclose(static_out, ref) and torch.allclose(acc, want, atol=1e-5))
+        print("replays", ok)
+        g2 = torch.cuda.graphs.CUDAGraph()
+        print("graphs module", type(g2) is type(g), torch.cuda.make_graphed_callables(lin, (static_in,)) is lin)
     ''')
-    assert_needs_gpu(proc, events, "CUDA graph capture torch.cuda.CUDAGraph",
-                     f"train_gpt.py:{line_of(tmp_path, '# GRAPH')}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "capturing True" in proc.stdout and "after False" in proc.stdout
+    assert "replays [True, True, True]" in proc.stdout
+    assert "graphs module True True" in proc.stdout
+    assert not [e for e in events if e["kind"] == "needs_gpu"]
+
+
+def test_importing_a_compiled_cuda_module_names_it(tmp_path: Path) -> None:
+    proc, events = run(tmp_path, '''
+        def load():
+            raise ImportError("libcudart.so.12: cannot open shared object file: No such file or directory",  # IMPORT
+                              name="fused_adam_cuda", path="/x/fused_adam_cuda.so")
+        load()
+    ''')
+    what = ("compiled CUDA module fused_adam_cuda (ImportError: libcudart.so.12: cannot open shared object "
+            "file: No such file or directory)")
+    assert_needs_gpu(proc, events, what, f"train_gpt.py:{line_of(tmp_path, '# IMPORT')}")
 
 
 def test_cuda_extension_build(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import ROOT as REPO
+
 
 SCRIPT = r'''
 import io, math, os, subprocess, time, zlib

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.runtime.tracer.numpy_trace import TracedArray
+from harness.runtime.tracer.traced_numpy import TracedArray
 from test_tracer_util import V, Trace, scores, trace  # noqa: F401
 
 

@@ -315,17 +315,53 @@ def _tail_rescored(update_between: bool = False, extra: int = 1):
     return verdict(b).result("C4")
 
 
-def test_tail_rescored_by_the_same_state_is_a_counting_warning_not_a_second_pass():
-    r = _tail_rescored()
-    assert r.status is Status.WARN, r.summary
-    msg = next(f.message for f in r.findings if f.status is Status.WARN)
-    assert "last 8 positions (121..128)" in msg and "8 extra scores" in msg
+def test_tail_rescored_in_the_reported_number_fails_c4_even_from_the_same_state():
+    """Shorter tail windows of the same model score the last 8 positions again, into the printed mean: no
+    update between them, but those positions weigh twice in the reported number. C4: each token once."""
+    for kw in ({}, {"update_between": True}, {"extra": 9}):
+        r = _tail_rescored(**kw)
+        assert r.status is Status.FAIL, (kw, r.summary)
+        assert not any(f.status is Status.WARN for f in r.findings), kw
+    msg = next(f.message for f in _tail_rescored().findings if f.status is Status.FAIL)
+    assert "position 121 is scored 2 times" in msg and "8 positions scored more than once" in msg
     assert f"{float(NLL[1:].mean()):.6f}" in msg  # the score with each position counted once
 
 
-def test_tail_rescored_after_an_update_or_beyond_the_allowance_fails_c4():
-    assert _tail_rescored(update_between=True).status is Status.FAIL
-    assert _tail_rescored(extra=9).status is Status.FAIL  # 72 extra scores > the 64-token allowance
+def test_a_block_scored_twice_with_identical_values_fails_c4():
+    """The last block scored a second time by the same state, identical NLLs, both into the printed mean
+    (the schedule [score 0, score 1, score 2, score 2]): the duplicate double-weights those positions."""
+    b = LedgerBuilder()
+    start(b)
+    s: list[int] = []
+    for lo in (1, 33, 65, 97):
+        ps = list(range(lo, lo + 32))
+        s += b.score(ps, [NLL[p] for p in ps])
+    ps = list(range(97, N))
+    s += b.score(ps, [NLL[p] for p in ps])  # block 4 again, no update between: the same values
+    b.consume(s)
+    pos = list(range(1, N)) + ps
+    b.reported("final", *numbers(pos, NLL[pos]))
+    v = verdict(b)
+    assert v.analysis.search.match.rows.size == 160  # the printed number is the mean over all 160 scores
+    r = v.result("C4")
+    assert r.status is Status.FAIL, r.summary
+    assert any("position 97 is scored 2 times" in f.message and "32 extra scores" in f.message for f in r.findings)
+    assert status(v, "C1") is Status.PASS and status(v, "C3") is Status.PASS
+
+
+def test_a_separate_diagnostic_rescore_not_in_the_printed_number_passes_c4():
+    """The same block scored again afterwards, printed on its own line and left out of the reported number:
+    a diagnostic, not a rescore of the reported pass."""
+    b = LedgerBuilder()
+    start(b)
+    sliding_pass(b, per_batch=False)
+    ps = list(range(97, N))
+    b.consume(b.score(ps, [NLL[p] for p in ps]), site="train_gpt.py:260")
+    b.stdout("diag tail val_loss:...")
+    b.reported("final", *numbers(range(1, N), NLL[1:]))
+    v = verdict(b)
+    assert v.analysis.search.match.rows.size == N - 1
+    assert status(v, "C4") is Status.PASS, v.result("C4").summary
 
 
 def test_ranks_each_consume_their_share_and_a_cross_rank_update_counts():

@@ -10,7 +10,9 @@ post-quantization, sliding window, TTT) and ~200 different tags on the score lin
     ttt:done val_loss=1.768268 val_bpb=1.047270 elapsed=336.0s
     4902/20000 val_loss: 2.3544 val_bpb: 1.0758
 
-The reported score is the last line carrying a numeric val_bpb unless a tag is named (rules/ or the user).
+The reported score is the last line carrying a numeric val_bpb that is not a training-time validation
+(the last step line when there is nothing else) unless a tag is named (rules/ or the user); the choice
+and the score-line parsing live in harness.check.score_lines, shared with the runner.
 Everything here is what the log *states*; the harness's own measurements live elsewhere.
 """
 
@@ -23,12 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from harness.check.score_lines import PrintedScore, ScoreLine, choose_reported, parse_line, parse_score_line
+from harness.check.score_lines import timed as _timed
+from harness.check.score_lines import to_ms as _to_ms
 from harness.errors import BadInput
 
 MAX_LINES = 2_000_000  # stop reading after this many lines (a warning says so)
 MAX_CHARS = 512_000_000  # ... or after this many characters (a binary blob without newlines)
 MAX_LINE_CHARS = 65_536  # longer lines are cut (progress bars without newlines, binary blobs)
-_TEXT_KEEP = 500  # characters of a score line kept as evidence
 
 # ------------------------------------------------------------------ line cleaning
 
@@ -63,30 +67,11 @@ def _clean(raw: str) -> tuple[str, bool]:
 
 # ------------------------------------------------------------------ patterns
 
-_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?i:nan|inf(?:inity)?)"
 _INT = r"\d[\d,_]*"
 
 
-def _key_num(key: str) -> re.Pattern[str]:
-    # `key:1.23`, `key=1.23`, `key: 1.23`, `key 1.23`; not `mean_key:` (a summary over seeds)
-    return re.compile(rf"(?<![\w.]){key}(?:\s*[:=]\s*|\s+)({_NUM})(?![\w.])")
-
-
-_VAL_BPB = _key_num("val_bpb")
-_VAL_LOSS = _key_num("val_loss")
-_UNIT = r"(ms|s|min|m)"
-
-
-def _timed(key: str) -> re.Pattern[str]:
-    # `key:67952ms`, `key: 591.4s`, `key_ms:123`, `key: 0.8m`; group 1 key unit, 2 value, 3 suffix unit
-    return re.compile(rf"(?<![\w.]){key}(?:_{_UNIT})?\s*[:=]\s*({_NUM})\s*{_UNIT}?(?![\w.])")
-
-
-_EVAL_TIME = _timed("eval_time")
 _TOTAL_EVAL = _timed("total_eval_time")
 _TRAIN_TIME = _timed("train_time")
-_FIRST_KEY = re.compile(r"(?<![\w.])val_(?:loss|bpb)\b")
-_STEP_TAG = re.compile(r"^(?:step\s*[:=]?\s*(\d+)(?:\s*/\s*\d+)?|(\d+)\s*/\s*\d+)$", re.I)
 
 _STEP_LINE = re.compile(r"^(?:step\s*[:=]\s*(\d+)\s*/\s*(\d+)|(\d+)\s*/\s*(\d+)\s+(?:val|train)_loss)\b")
 _STOP = re.compile(r"^stopping_early\b.*?\bstep\s*[:=]\s*(\d+)\s*/\s*(\d+)")
@@ -146,21 +131,10 @@ SIZE_PATTERNS: tuple[_SizePattern, ...] = (
 # ------------------------------------------------------------------ results
 
 @dataclass
-class ScoreLine:
-    tag: str  # text before val_loss/val_bpb, e.g. "final_int8_zlib_roundtrip_exact"; "step" for step lines
-    val_loss: float | None
-    val_bpb: float
-    eval_time_ms: float | None
-    line_no: int  # 1-based line in the file
-    text: str  # the cleaned line (cut to 500 characters)
-    step: int | None = None  # for training-time validation lines ("step:200/20000 val_loss:...")
-
-
-@dataclass
 class LogSummary:
     path: str
     seed: int | None  # from "seed:1337" lines or the file name (train_seed42.log)
-    final: ScoreLine | None  # the reported score: last line carrying val_bpb, or the line with the given tag
+    final: ScoreLine | None  # the reported score (harness.check.score_lines.choose_reported)
     scores: list[ScoreLine]  # every line carrying val_bpb, in order
     stop_step: int | None
     total_steps: int | None
@@ -186,30 +160,8 @@ class LogSummary:
 
 # ------------------------------------------------------------------ parsing
 
-def _num(s: str) -> float:
-    return float(s)
-
-
-def _to_ms(value: str, key_unit: str | None, suffix_unit: str | None) -> float | None:
-    unit = suffix_unit or key_unit
-    if unit is None:
-        return None  # a bare number could be seconds or milliseconds: never guess
-    v = float(value)
-    return v * {"ms": 1.0, "s": 1000.0, "m": 60_000.0, "min": 60_000.0}[unit]
-
-
 def _int(s: str) -> int:
     return int(s.replace(",", "").replace("_", ""))
-
-
-def _tag_of(line: str) -> tuple[str, int | None]:
-    m = _FIRST_KEY.search(line)
-    head = line[: m.start()] if m else line
-    head = head.strip().rstrip(":=,;|-").strip()
-    sm = _STEP_TAG.match(head)
-    if sm:
-        return "step", int(sm.group(1) or sm.group(2))
-    return head, None
 
 
 class _Parser:
@@ -317,21 +269,11 @@ class _Parser:
                 self.sizes[p.kind] = _int(m.group(1))
 
     def _score(self, line_no: int, line: str) -> None:
-        mb = _VAL_BPB.search(line)
-        if not mb:
-            return  # "val_bpb:enabled tokenizer_kind=..." and friends
-        ml = _VAL_LOSS.search(line)
-        et = _EVAL_TIME.search(line)
-        eval_ms = None
-        if et:
-            eval_ms = _to_ms(et.group(2), et.group(1), et.group(3))
-            if eval_ms is None:
-                self.unitless_eval += 1
-        tag, step = _tag_of(line)
-        self.scores.append(ScoreLine(
-            tag=tag, val_loss=_num(ml.group(1)) if ml else None, val_bpb=_num(mb.group(1)),
-            eval_time_ms=eval_ms, line_no=line_no, text=line[:_TEXT_KEEP], step=step,
-        ))
+        score, unitless = parse_score_line(line_no, line)
+        if unitless:
+            self.unitless_eval += 1
+        if score is not None:
+            self.scores.append(score)
 
 
 class _Reader:
@@ -386,19 +328,11 @@ def _summarize(p: _Parser, path: str, score_tag: str | None, hit_cap: bool, extr
     if p.unitless_eval:
         warnings.append(f"ignored {p.unitless_eval} eval_time value(s) without a unit (ms or s)")
 
-    final: ScoreLine | None = None
-    if score_tag:
-        tagged = [s for s in p.scores if s.tag == score_tag]
-        if not tagged:
-            tagged = [s for s in p.scores if s.tag.lower() == score_tag.lower()]
-        if tagged:
-            final = tagged[-1]
-        else:
-            seen = list(dict.fromkeys(s.tag for s in p.scores if s.tag))[-8:]
-            warnings.append(f"no score line with tag '{score_tag}'" +
-                            (f" (tags seen: {', '.join(seen)})" if seen else ""))
-    elif p.scores:
-        final = p.scores[-1]
+    final = choose_reported(p.scores, score_tag)
+    if score_tag and final is None:
+        seen = list(dict.fromkeys(s.tag for s in p.scores if s.tag))[-8:]
+        warnings.append(f"no score line with tag '{score_tag}'" +
+                        (f" (tags seen: {', '.join(seen)})" if seen else ""))
     if not p.scores and p.n:
         warnings.append("no line carrying a numeric val_bpb")
     if final is not None:
@@ -521,6 +455,25 @@ def parse_log_text(text: str, *, path: str = "<text>", score_tag: str | None = N
     import io
 
     return _parse(lambda: _Reader(io.StringIO(text, newline=None)), path, score_tag)
+
+
+def pick_reported(lines: list[tuple[str, float | None]], score_tag: str = "") -> PrintedScore | None:
+    """The reported score among the printed lines carrying val_bpb (arrival order, with their times).
+
+    Chosen by harness.check.logs (the same choice `harness check` applies to a submission's logs:
+    ``choose_reported`` over the log's score lines); ``parse_line`` gives each line's time.
+    """
+    mine = [p for p in (parse_line(text, t) for text, t in lines) if p is not None]
+    summary = parse_log_text("\n".join(text for text, _ in lines), path="<run output>", score_tag=score_tag or None)
+    f = summary.final
+    if f is None:
+        return None
+    loss = f.val_loss  # None when the line printed val_bpb alone
+    for s in reversed(mine):  # the same line as printed, for its time and eval_time
+        if s.val_bpb == f.val_bpb and (f.val_loss is None or s.val_loss == f.val_loss):
+            return PrintedScore(f.tag or s.tag, loss, f.val_bpb, f.text, f.eval_time_ms or s.eval_time_ms, s.t)
+    t = next((tt for text, tt in reversed(lines) if f.text and f.text in text), None)
+    return PrintedScore(f.tag, loss, f.val_bpb, f.text, f.eval_time_ms, t)
 
 
 # ------------------------------------------------------------------ logs of one seed

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.check.artifact import StreamError, decompress_all_capped, decompress_capped
+from harness.check.containers import StreamError, decompress_all_capped, decompress_capped
 from harness.errors import BadInput
 
 

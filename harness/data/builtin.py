@@ -439,14 +439,15 @@ def _human(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
-def main_data(args: Any, cfg: Any) -> int:
+def main_data(opts: Any, cfg: Any) -> int:
+    """`harness data`: opts has vocab_size, cache_dir, force (harness.cli.options.DataOptions)."""
     from rich.console import Console
     from rich.table import Table
 
     from harness.errors import Exit
 
-    cache_dir = getattr(args, "cache_dir", None) or cfg.get("run", "cache_dir") or DEFAULT_CACHE_DIR
-    paths = ensure_data(int(args.vocab_size), cache_dir, force=bool(getattr(args, "force", False)))
+    cache_dir = opts.cache_dir or cfg.get("run", "cache_dir") or DEFAULT_CACHE_DIR
+    paths = ensure_data(int(opts.vocab_size), cache_dir, force=bool(opts.force))
     console = Console()
     how = f"built in {paths.build_seconds:.1f} s" if paths.build_seconds is not None else "cached"
     console.print(f"[bold]built-in data[/bold] vocab {paths.vocab_size} ({how}): {paths.data_dir}")

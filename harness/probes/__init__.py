@@ -11,7 +11,6 @@ prints (and, where the ledger adds up to what it printed, the per-position score
 Public API:
     probe_rule_results(path, cfg, run_opts, which=("c2", "c1", "canary")) -> (list[RuleResult], dict)
     merge_rule_results(trace_rows, probe_rows) -> (list[RuleResult], notes)
-    fold_probes(report, args, cfg, run_result=None); main_probe(args, cfg) -> int
     run_session(executor, val_tokens, vocab, block, params, which, tables, seed) -> (outcomes, section)
 """
 
@@ -20,7 +19,7 @@ from harness.probes.session import DEFAULTS, PROBES, probe_params, run_session
 
 
 def probe_rule_results(*args, **kwargs):  # noqa: ANN002, ANN003 - lazy: the CLI imports stay light
-    from harness.probes.command import probe_rule_results as f
+    from harness.probes.stage import probe_rule_results as f
 
     return f(*args, **kwargs)
 

@@ -68,7 +68,7 @@ def plan_c1(base: np.ndarray, block: int, n: int, rng: np.random.Generator,
 
 
 def analyze_c1(plan: C1Plan, base: VariantRun, runs: dict[str, VariantRun], params: dict[str, Any]) -> ProbeOutcome:
-    atol = float(params.get("c1_abs_tolerance", 0.0))
+    atol = float(params["c1_abs_tolerance"])
     numbers: dict[str, Any] = {"sites": plan.sites, "abs_tolerance": atol}
     power = (f"{len(plan.sites)} perturbation(s) (after positions {', '.join(map(str, plan.sites))}), every score of "
              f"the reported pass at positions <= t compared ({'bitwise' if atol == 0 else f'|diff| <= {atol:g}'}); "

@@ -160,10 +160,10 @@ def analyze_c2(plan: C2Plan, base: VariantRun, runs: dict[str, VariantRun], para
 
 
 def _analyze_c2(plan: C2Plan, base: VariantRun, runs: dict[str, VariantRun], params: dict[str, Any]) -> ProbeOutcome:
-    tol = float(params.get("normalization_tolerance", 1e-3))
-    alpha = float(params.get("c2_alpha", 1e-3))
-    band = float(params.get("c2_sampled_tolerance", 0.05))
-    level = float(params.get("c2_confidence", 0.99))
+    tol = float(params["normalization_tolerance"])
+    alpha = float(params["c2_alpha"])
+    band = float(params["c2_sampled_tolerance"])
+    level = float(params["c2_confidence"])
     t = plan.site
     m = _measure(plan, base, runs)
     n_cand = len(plan.forced) + len(plan.sampled)
@@ -313,7 +313,7 @@ def analyze_c2_batched(b: BatchedSites, run: VariantRun | None, vocab: int,
                        params: dict[str, Any]) -> tuple[ProbeOutcome | None, str]:
     """(outcome, why not): an outcome only when the batched sum stands for one distribution: every site
     scored by a ledger that adds up to the printed total, and every control pair bitwise equal."""
-    tol = float(params.get("normalization_tolerance", 1e-3))
+    tol = float(params["normalization_tolerance"])
     if run is None or not run.ok:
         return None, f"the batched run failed ({'not run' if run is None else run.reason})"
     if run.scores is None or not _exact(run):

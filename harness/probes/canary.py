@@ -50,8 +50,8 @@ def analyze_canary(plan: CanaryPlan, run: VariantRun | None, params: dict[str, A
     cs = plan.stream
     kind = plan.kind
     rule = "C2" if kind == "canary" else "C1"
-    alpha = float(params.get("canary_alpha" if kind == "canary" else "echo_alpha", 1e-3))
-    tol = float(params.get("normalization_tolerance", 1e-3))
+    alpha = float(params["canary_alpha" if kind == "canary" else "echo_alpha"])
+    tol = float(params["normalization_tolerance"])
     k = int(cs.alphabet.size)
     shape = (f"{cs.n_targets} targets in documents of {cs.doc_len} tokens, {cs.n_random} drawn uniformly from "
              f"k={k} tokens" + (f", each followed by {cs.copies - 1} cop{'y' if cs.copies == 2 else 'ies'}"

@@ -102,9 +102,21 @@ class SessionCost:
 # ---------------------------------------------------------------- reading one run's ledger
 
 
+def c4_tolerances(cfg: Any) -> tuple[float, float]:
+    """C4's |printed - recomputed| tolerances (val_loss, val_bpb): from cfg (rules + harness.toml), or the
+    rules alone when cfg is None."""
+    if cfg is not None and hasattr(cfg, "rule_params"):
+        c4 = cfg.rule_params("C4")
+    else:
+        from harness.rules import load_rules
+
+        c4 = load_rules()["C4"].params()
+    return float(c4["val_loss_abs_tolerance"]), float(c4["val_bpb_abs_tolerance"])
+
+
 def reported_scores(ledger_dir: str | os.PathLike[str] | None, printed: tuple[str, float, float, str] | None,
                     tokens: np.ndarray, pos_bytes: np.ndarray | None,
-                    tol_loss: float = 5e-4, tol_bpb: float = 5e-4) -> tuple[dict[int, float] | None, str]:
+                    tol_loss: float | None = None, tol_bpb: float | None = None) -> tuple[dict[int, float] | None, str]:
     """The reported pass's scores, position -> NLL, when the ledger reproduces the printed number.
 
     Uses the verdict's own search for the reported pass (harness.verdict), so a ledger the script
@@ -114,15 +126,16 @@ def reported_scores(ledger_dir: str | os.PathLike[str] | None, printed: tuple[st
     d = Path(ledger_dir)
     if not d.exists() or not any(d.glob("ledger*.jsonl")):
         return None, "no ledger"
-    try:
-        from harness.ledger import read_ledger
-        from harness.verdict.analysis import analyze
-        from harness.verdict.passes import Printed
-    except ImportError as e:
-        return None, f"verdict unavailable ({e})"
+    from harness.ledger import read_ledger
+    from harness.verdict.analysis import analyze
+    from harness.verdict.passes import Printed
+
     led = read_ledger(d)
     if not any(True for _ in led.of("score")):
         return None, "no per-position scores in the ledger (untraced run, or the tracer saw no NLL)"
+    if tol_loss is None or tol_bpb is None:
+        dl, db = c4_tolerances(None)
+        tol_loss, tol_bpb = (dl if tol_loss is None else tol_loss), (db if tol_bpb is None else tol_bpb)
     an = analyze(led, Printed(*printed), tokens, pos_bytes, tol_loss, tol_bpb)
     if an.search is None or an.search.match is None:
         return None, "the ledger's scores do not reproduce the printed score"
@@ -171,7 +184,7 @@ class HarnessExecutor:
     def __init__(self, path: str | os.PathLike[str], cfg: Any, run_kwargs: Mapping[str, Any], session_dir: Path,
                  *, fork: bool = True, jobs: int = 1, variant_timeout_s: float = 300.0,
                  pos_bytes_of: Callable[[np.ndarray], np.ndarray | None] | None = None,
-                 tol_loss: float = 5e-4, tol_bpb: float = 5e-4,
+                 tol_loss: float | None = None, tol_bpb: float | None = None,
                  runner: Callable[..., Any] | None = None) -> None:
         self.path = path
         self.cfg = cfg
@@ -181,7 +194,9 @@ class HarnessExecutor:
         self.jobs = max(1, jobs)
         self.variant_timeout_s = variant_timeout_s
         self.pos_bytes_of = pos_bytes_of or (lambda t: None)
-        self.tol = (tol_loss, tol_bpb)
+        # None: C4's tolerances from cfg (rules/*.toml and harness.toml's [rules.C4])
+        dl, db = c4_tolerances(cfg) if tol_loss is None or tol_bpb is None else (tol_loss, tol_bpb)
+        self.tol = (dl if tol_loss is None else tol_loss, db if tol_bpb is None else tol_bpb)
         self._runner = runner
         self.cost = SessionCost()
         self._sessions = 0
@@ -256,7 +271,7 @@ class HarnessExecutor:
         return self._from_result(v, res, "run")
 
     def _fork_session(self, variants: Sequence[Variant]) -> tuple[dict[int, VariantRun], list[int]]:
-        from harness.run.score_lines import choose_reported, parse_line
+        from harness.check.score_lines import choose_reported, parse_line
         from harness.runtime.forkserver import ENV, SERVER_FILE
 
         self._sessions += 1

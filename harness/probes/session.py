@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import BadInput
 from harness.probes.c1_future import C1Plan, analyze_c1, plan_c1
 from harness.probes.c2_normalization import (
     C2Plan,
@@ -35,52 +36,55 @@ from harness.results import Status
 PROBES = ("c2", "c1", "canary")
 REPLAY = "replay"
 
-# Defaults for every parameter the probes read (rules/conditions.toml C1 / C2 and harness.toml
-# [probes] override them).
-DEFAULTS: dict[str, Any] = {
-    # C2
-    "normalization_tolerance": 1e-3,
-    "c2_candidates": 0,  # candidates per site, forced ones included; 0 = the whole vocabulary
-    "c2_time_budget_s": 900.0,
-    # first try the whole vocabulary in one stream (exact for block-independent evaluations), when that
-    # stream (2 sequences per token) stays under c2_batched_max_tokens
-    "c2_batched": True,
-    "c2_batched_max_tokens": 1_500_000,  # fewer candidates (sampled, stated) when the measured cost would exceed it
-    "c2_alpha": 1e-3,
-    "c2_sampled_tolerance": 0.05,
-    "c2_confidence": 0.99,
-    # a wider alphabet means more distinct (previous, target) pairs, so target-keyed hash tables collide
-    # more and leak more on canaries; log k stays far below what a tiny model scores anyway
-    "canary_alphabet": 32,
-    "canary_doc_len": 64,
-    "canary_alpha": 1e-3,
-    # C1
-    "c1_perturbations": 2,
-    "c1_abs_tolerance": 0.0,  # bitwise: fp32 on CPU is deterministic
-    "c1_cuda_abs_tolerance": 1e-4,
-    "echo_copies": 3,
-    "echo_alpha": 1e-3,
-    # execution ([probes] in harness.toml)
-    "blocks": 16,  # stream length = blocks * sequence length + 1
-    "fork": True,
-    "jobs": 1,
-    "variant_timeout_s": 300.0,
-    "seed": None,  # None: a fresh secret seed per session (stated in the report, so it can be replayed)
-}
+# The rules whose parameters the probes decide with (rules/conditions.toml; [rules.C1] / [rules.C2] in
+# harness.toml override them). How the probes execute is set in harness.toml [probes]: EXECUTION names
+# those settings, their values come from the shipped harness.toml (never from code).
+PROBE_RULES = ("C2", "C1")
+EXECUTION = ("blocks", "fork", "jobs", "variant_timeout_s", "c2_batched", "c2_batched_max_tokens")
+OPTIONAL_EXECUTION = ("seed",)  # unset: a fresh secret seed per session (stated in the report, so it can be replayed)
 
 
 def probe_params(cfg: Any, device: str = "cpu") -> dict[str, Any]:
-    p = dict(DEFAULTS)
-    if cfg is not None:
-        for rid in ("C2", "C1"):
-            try:
-                p.update(cfg.rule_params(rid))
-            except KeyError:
-                pass
-        p.update(cfg.section("probes"))
+    """Everything the probes read: C1 / C2 rule parameters, then harness.toml [probes] execution settings.
+
+    cfg None: the default settings (the shipped harness.toml) and the rules. BadInput names a missing
+    setting, and a rule parameter set in [probes] (it belongs under [rules.C1] / [rules.C2])."""
+    from harness.config import load_config
+
+    if cfg is None:
+        from harness.config import Config, default_settings_path
+
+        path = default_settings_path()
+        cfg = load_config(path) if path is not None else Config()
+    p: dict[str, Any] = {}
+    for rid in PROBE_RULES:
+        p.update(cfg.rule_params(rid))
+    probes = cfg.section("probes")
+    misplaced = sorted(k for k in probes if k in p)
+    if misplaced:
+        owner = {k: rid for rid in PROBE_RULES for k in cfg.rule_params(rid)}
+        raise BadInput("harness.toml [probes]: " + ", ".join(f"{k} is a {owner[k]} rule parameter (set it under "
+                                                             f"[rules.{owner[k]}])" for k in misplaced))
+    unknown = sorted(set(probes) - set(EXECUTION) - set(OPTIONAL_EXECUTION))
+    if unknown:
+        raise BadInput(f"harness.toml [probes]: unknown setting(s) {', '.join(unknown)} "
+                       f"(known: {', '.join(EXECUTION + OPTIONAL_EXECUTION)})")
+    missing = [k for k in EXECUTION if k not in probes]
+    if missing:
+        raise BadInput(f"harness.toml [probes] lacks {', '.join(missing)} (the shipped harness.toml sets them)")
+    p.update(probes)
+    p.setdefault("seed", None)
     if device != "cpu":
         p["c1_abs_tolerance"] = max(float(p["c1_abs_tolerance"]), float(p["c1_cuda_abs_tolerance"]))
     return p
+
+
+def __getattr__(name: str) -> Any:
+    # DEFAULTS: every parameter the probes read, from the rules and the shipped settings (computed on use,
+    # so importing this module reads no file)
+    if name == "DEFAULTS":
+        return probe_params(None)
+    raise AttributeError(name)
 
 
 @dataclass
@@ -134,7 +138,7 @@ def c2_budget(params: Mapping[str, Any], vocab: int, per_variant_s: float | None
     """Candidates to evaluate: c2_candidates (0 = all), capped by the time budget at the measured cost."""
     want = int(params["c2_candidates"]) or vocab
     want = min(want, vocab)
-    budget = float(params.get("c2_time_budget_s") or 0)
+    budget = float(params["c2_time_budget_s"] or 0)
     if per_variant_s is None or per_variant_s <= 0 or budget <= 0:
         return want, ""
     cap = max(2, int(budget / per_variant_s))
@@ -188,11 +192,11 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
     batched_outcome = None
     batched_note = ""
     batched_len = 2 * block * (vocab + 8) + 1
-    too_long = batched_len > int(params.get("c2_batched_max_tokens", 1_500_000))
-    if "c2" in which and params.get("c2_batched", True) and too_long:
+    too_long = batched_len > int(params["c2_batched_max_tokens"])
+    if "c2" in which and params["c2_batched"] and too_long:
         batched_note = (f"a {batched_len}-token stream would exceed c2_batched_max_tokens "
-                        f"({params.get('c2_batched_max_tokens')})")
-    elif "c2" in which and params.get("c2_batched", True):
+                        f"({params['c2_batched_max_tokens']})")
+    elif "c2" in which and params["c2_batched"]:
         # the whole vocabulary after one context, in one stream: exact when the evaluation is
         # block-independent (the control sites say whether it was); otherwise the variants below
         b, bv = plan_c2_batched(plan.base, vocab, block, plan.rng)

@@ -76,7 +76,10 @@ def _verdict_word(report: Report) -> str:
 
 
 def print_rules(cfg: Config, console: Console | None = None) -> None:
+    from harness.rules import ruleset_version
+
     con = console or _console()
+    con.print(f"ruleset version {ruleset_version(cfg.get('harness', 'rules_dir'))}", markup=False)
     table = Table(header_style="bold")
     for col in ("id", "title", "severity", "parameters", "sources"):
         table.add_column(col, overflow="fold")

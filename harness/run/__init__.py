@@ -7,13 +7,14 @@ Library API (check and probe code call these):
                    runtime_extra=None) -> RunResult
         runtime_extra: merged into RuntimeSettings.extra (e.g. {"probe": plan} for the fork server)
     RunResult, Reported (harness.run.result); RunResult.load(out_dir / "run.json")
-    harness.run.command.main_run(args, cfg) -> int          `harness run`
-    harness.run.fold.fold_run(report, args, cfg, probes) -> RunResult   `harness check --run`
-    harness.run.judge.judge_run(result, cfg) -> Judged      rule results for a finished run
+    harness.run.options.RunOptions(...).kwargs()            run_submission's keyword arguments
+    harness.run.judge.judge_run(result, cfg) -> Judged      rule rows for a finished run
+    harness.run.judge.load_saved_run(out_dir) -> RunResult  a saved run folder (`harness verdict`)
+The commands (`harness run`, `check --run`, `verdict`) are composed in harness.cli.commands.
 
 Layout: runner (the flow), workdir (fresh copy), serve (data served), scale (environment), sandbox
 (limits, network namespace, output capture, killing), monitor (ledger watching, phases, budgets),
-ending (why it ended), score_lines (the reported score), result (RunResult), console (summary).
+ending (why it ended), result (RunResult), console (summary).
 The child side is harness.runtime.bootstrap + harness.runtime.io_hooks.
 """
 

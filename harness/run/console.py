@@ -50,6 +50,8 @@ def print_run_summary(r: RunResult, console: Console | None = None) -> None:
             f"{len(served.get('train_files', []))} training shard(s)",
             markup=False,
         )
+    for note in r.notes:
+        con.print(note, markup=False)
     t = Table(header_style="bold", title="phases (harness clock)")
     t.add_column("phase")
     t.add_column("t", justify="right")

@@ -115,7 +115,8 @@ class PhaseTracker:
                 self.needs_gpu.append(_pick(ev, "t", "what", "where", "site", "rank"))
             elif k == "phase":
                 if ev.get("name") == "runtime_ready":
-                    self.runtime[f"{ev.get('rank', 0)}"] = ev.get("parts", {})
+                    # merged: a later event may amend one part (the tracer "incomplete" after a kernel)
+                    self.runtime.setdefault(f"{ev.get('rank', 0)}", {}).update(ev.get("parts") or {})
                 elif ev.get("name") == "child_exit":
                     self.child_exit = _max(self.child_exit, t)
                 elif ev.get("name") == "checkpoint_write":
@@ -144,9 +145,9 @@ class BudgetLimits:
     def from_config(cls, cfg: Config) -> "BudgetLimits":
         b2 = cfg.rule_params("B2")
         b3 = cfg.rule_params("B3")
-        train = float(b2.get("max_seconds", 600.0)) + float(b2.get("compile_allowance_seconds", 0.0))
-        train += float(b2.get("grace_seconds", 0.0))
-        ev = float(b3.get("max_seconds", 600.0)) + float(b3.get("grace_seconds", 0.0))
+        train = float(b2["max_seconds"]) + float(b2["compile_allowance_seconds"])
+        train += float(b2["grace_seconds"])
+        ev = float(b3["max_seconds"]) + float(b3["grace_seconds"])
         return cls(train, ev)
 
 

@@ -15,6 +15,7 @@ REASONS = (
     "train_budget",  # killed: training ran past B2 (full scale) - a budget violation, not a crash
     "eval_budget",  # killed: evaluation ran past B3 (full scale) - a budget violation
     "needs_gpu",  # the shim met Triton / custom CUDA kernels it cannot run on a CPU
+    "needs_python",  # Python 3.12 syntax with no provable rewrite for this (older) host: not launched
     "memory",  # out of memory (RLIMIT_AS, MemoryError, the kernel's OOM killer)
     "stdout_flood",  # output past the hard cap
     "no_score",  # exited 0 without printing val_loss / val_bpb
@@ -82,6 +83,10 @@ class RunResult:
     vocab_size: int | None = None
     workdir: str | None = None  # kept working copy (--keep-workdir)
     score_lines: list[dict[str, Any]] = field(default_factory=list)  # every val_bpb line, with t
+    # what the harness did to the working copy before the run, in words ("source rewritten for
+    # Python 3.11: N f-strings at lines ..."), and the details (harness.run.py312)
+    notes: list[str] = field(default_factory=list)
+    source_rewrite: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -18,17 +18,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from harness.check.logs import pick_reported
+from harness.check.score_lines import PrintedScore as ScoreLine
+from harness.check.score_lines import carries_score, parse_line, script_times
 from harness.config import Config
 from harness.errors import BadInput
 from harness.fsutil import atomic_write_text
 from harness.ledger import LedgerWriter
-from harness.run import sandbox
+from harness.run import py312, sandbox
 from harness.run.ending import classify, summarize_budget
 from harness.run.interpreter import resolve_python
 from harness.run.monitor import PARENT_LEDGER, BudgetClock, BudgetLimits, LedgerTail, PhaseTracker, clear_ledger
+from harness.run.py312 import SourceRewrite
 from harness.run.result import Reported, RunResult
 from harness.run.scale import SCALES, env_overrides
-from harness.run.score_lines import ScoreLine, carries_score, parse_line, pick_reported, script_times
 from harness.run.serve import TRAIN_GLOB, VAL_GLOB, Served, serve_data
 from harness.run.workdir import Workdir, locate_script, prepare_workdir
 from harness.runtime.context import ENV_VAR, RuntimeSettings
@@ -63,10 +66,8 @@ def _data_source(
         return data_path, str(Path(tok).expanduser().resolve()) if tok else None, vocab_size
     if scale == "full":
         raise BadInput("--scale full needs --data-path (the real FineWeb shards and their tokenizer)")
-    try:
-        from harness.data.builtin import ensure_data
-    except ImportError:
-        raise BadInput("no data: pass --data-path (the built-in data, harness.data.builtin, is not available)") from None
+    from harness.data.builtin import ensure_data
+
     paths = ensure_data(vocab_size=vocab_size or 1024, cache_dir=cfg.get("run", "cache_dir"))
     tok = tokenizer or (str(paths.tokenizer) if getattr(paths, "tokenizer", None) else None)
     return str(paths.data_dir), tok, int(getattr(paths, "vocab_size", vocab_size or 1024))
@@ -151,13 +152,16 @@ def run_submission(
     src, tok, vocab = _data_source(cfg, scale, data_path, tokenizer, vocab_size)
     wd = prepare_workdir(path, run_cfg.get("work_root"))
     try:
+        rewrite, refused = _rewrite_for_host(wd, exe, pyver)
+        if refused is not None:
+            return _not_launched(wd, out, ledger_dir, exe, pyver, device, nproc, scale, "needs_python", refused)
         served = serve_data(
             src, wd.data, out, tokenizer=tok, vocab_size=vocab, val_tokens=val_tokens, val_override=val_override,
         )
         return _launch(
             wd, served, cfg, run_cfg, out, ledger_dir, exe, pyver, device=device, nproc=nproc, scale=scale,
             env=env, timeout=timeout, trace=trace, vocab_for_env=vocab if (scale == "tiny" or vocab_size) else None,
-            keep_workdir=keep_workdir, score_tag=score_tag, runtime_extra=runtime_extra,
+            keep_workdir=keep_workdir, score_tag=score_tag, runtime_extra=runtime_extra, rewrite=rewrite,
         )
     finally:
         if not keep_workdir:
@@ -168,7 +172,7 @@ def _launch(
     wd: Workdir, served: Served, cfg: Config, run_cfg: dict[str, Any], out: Path, ledger_dir: Path,
     exe: str, pyver: str, *, device: str, nproc: int, scale: str, env: dict[str, str] | None,
     timeout: float | None, trace: bool, vocab_for_env: int | None, keep_workdir: bool, score_tag: str | None,
-    runtime_extra: dict[str, Any] | None,
+    runtime_extra: dict[str, Any] | None, rewrite: SourceRewrite | None = None,
 ) -> RunResult:
     run_id = f"harness_{uuid.uuid4().hex[:8]}"
     marker = uuid.uuid4().hex
@@ -218,6 +222,8 @@ def _launch(
     child_env.update(overrides)
     if user_pp:
         child_env["PYTHONPATH"] += os.pathsep + user_pp
+    if device == "cpu":  # Triton kernels run in Triton's CPU interpreter (the `triton` extra), unless the user says
+        child_env.setdefault("TRITON_INTERPRET", "1")
     child_env[ENV_VAR] = settings.to_env()
     child_env[sandbox.MARKER_ENV] = marker
 
@@ -310,8 +316,8 @@ def _launch(
 
     budgets = summarize_budget(tracker, exit_t, limits, enforce, times)
     artifacts = _collect_artifacts(tracker, wd, out)
-    traced = trace and bool(tracker.runtime) and all(
-        parts.get("tracer") == "ok" for parts in tracker.runtime.values()
+    traced = trace and bool(tracker.runtime) and all(  # "incomplete": started, blind to a kernel's outputs
+        str(parts.get("tracer")).startswith(("ok", "incomplete")) for parts in tracker.runtime.values()
     )
     result = RunResult(
         out_dir=str(out),
@@ -348,6 +354,39 @@ def _launch(
         vocab_size=served.vocab_size,
         workdir=str(wd.root) if keep_workdir else None,
         score_lines=[vars(s) for s in lines.scores()],
+        notes=rewrite.notes() if rewrite else [],
+        source_rewrite=rewrite.to_dict() if rewrite and rewrite.files else {},
+    )
+    atomic_write_text(out / "run.json", result.to_json())
+    return result
+
+
+def _rewrite_for_host(wd: Workdir, exe: str, pyver: str) -> tuple[SourceRewrite | None, str | None]:
+    """(what was rewritten, or None; the one-line refusal, or None): Python 3.12 syntax in the working
+    copy re-spelled for this older host (harness.run.py312). Nothing on a 3.12+ host or under --python."""
+    if not py312.host_needs_rewrite(exe, pyver):
+        return None, None
+    try:
+        return py312.rewrite_workdir(wd.work, wd.script), None
+    except py312.NeedsPython312 as e:
+        return None, f"needs Python 3.12: {e}; run it with --python python3.12"
+
+
+def _not_launched(
+    wd: Workdir, out: Path, ledger_dir: Path, exe: str, pyver: str, device: str, nproc: int, scale: str,
+    reason: str, message: str,
+) -> RunResult:
+    """The RunResult of a run refused before its launch (one line; the CLI exits 4)."""
+    for name in ("stdout.txt", "stderr.txt"):
+        atomic_write_text(out / name, "")
+    parent = LedgerWriter(ledger_dir / PARENT_LEDGER, rank=-1, t0=time.time())
+    parent.emit("run_end", rc=None, wall_s=0.0, reason=reason, message=message)
+    parent.close()
+    result = RunResult(
+        out_dir=str(out), ledger_dir=str(ledger_dir), rc=None, reason=reason, message=message, wall_s=0.0,
+        stdout_path=str(out / "stdout.txt"), stderr_path=str(out / "stderr.txt"), stdout_tail="",
+        reported=None, phases={"start": 0.0}, script_times={}, env_overrides={}, command=[exe, wd.script.name],
+        device=device, nproc=nproc, scale=scale, python=pyver,
     )
     atomic_write_text(out / "run.json", result.to_json())
     return result

@@ -81,7 +81,7 @@ def check_d1(an: Analysis, params: Mapping[str, Any]) -> RuleResult:
     if not findings and early_reads:
         i0, e0 = early_reads[0]
         span = f"positions {e0.get('lo')}..{e0.get('hi')}" if "lo" in e0 else "tokens"
-        policy = str(params.get("early_read", "warn")).lower()
+        policy = str(params["early_read"]).lower()
         if policy == "fail":
             status = Status.FAIL
             tail = "the rule requires every validation read after the artifact."

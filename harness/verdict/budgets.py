@@ -87,10 +87,10 @@ def check_budget(
     rule_id: str, kind: str, tm: Timing, params: Mapping[str, Any], scale: str | None, reason: str | None
 ) -> RuleResult:
     seconds = tm.train_s if kind == "train" else tm.eval_s
-    limit = float(params.get("max_seconds", 600.0))
-    allow = float(params.get("grace_seconds", 0.0))
+    limit = float(params["max_seconds"])
+    allow = float(params["grace_seconds"])
     if kind == "train":
-        allow += float(params.get("compile_allowance_seconds", 0.0))
+        allow += float(params["compile_allowance_seconds"])
     fig = f"{kind} {seconds:.1f} s" if seconds is not None else f"{kind} time unknown"
     if scale != "full":
         if seconds is None:

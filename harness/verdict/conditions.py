@@ -216,32 +216,12 @@ def _explained_tail(n_targets: int, last: int, seq_lens: Sequence[int]) -> int |
     return None
 
 
-def _same_state_tail_rescore(an: Analysis, rows: np.ndarray, uniq: np.ndarray, dup: np.ndarray,
-                             allow: int) -> str | None:
-    """Why repeated scores are a sliding-window tail artefact, or None when they may be a second look.
-
-    Several records keep every tail window (`ws` up to N - stride) and score each one's last `stride`
-    targets, so the final block of the stream is scored again by shorter windows of the same model. That
-    weights a few tokens twice (a counting defect) but gives no second look: accepted only when the repeats
-    are the pass's final contiguous positions (chosen by geometry, not by their values), add at most
-    `allow` extra scores, and no traced update lies between the first and last score of any of them.
-    """
+def _counted_once(an: Analysis, rows: np.ndarray) -> float:
+    """The pass's val_loss with each position counted once (its first score), for the finding."""
     tb = an.tables
-    n_extra = int(rows.size - uniq.size)
-    if n_extra > allow or not np.array_equal(dup, uniq[-dup.size:]) or int(dup[-1] - dup[0]) + 1 != dup.size:
-        return None
-    dup_rows = rows[np.isin(tb.pos[rows], dup)]
-    lo, hi = int(tb.order[dup_rows].min()), int(tb.order[dup_rows].max())
-    if any(lo < u.order < hi for u in tb.updates):
-        return None
-    # the score once each: the first score of every position
     first = rows[np.argsort(tb.order[rows], kind="stable")]
     _, keep = np.unique(tb.pos[first], return_index=True)
-    once = float(tb.nll[first[keep]].mean())
-    every = float(tb.nll[rows].mean())
-    return (f"the last {dup.size} positions ({int(dup[0])}..{int(dup[-1])}) are scored again by shorter tail "
-            f"windows ({n_extra} extra scores, no update between them): a counting defect, not a second pass; "
-            f"counted once each, val_loss would be {once:.6f} instead of {every:.6f}.")
+    return float(tb.nll[first[keep]].mean())
 
 
 def _coverage(an: Analysis, rows: np.ndarray, params: Mapping[str, Any], seq_lens: Sequence[int]) -> list[Finding]:
@@ -250,20 +230,24 @@ def _coverage(an: Analysis, rows: np.ndarray, params: Mapping[str, Any], seq_len
     pos = np.sort(tb.pos[rows])
     uniq, counts = np.unique(pos, return_counts=True)
     dup = uniq[counts > 1]
-    allow = int(params.get("tail_allowance_tokens", max([int(x) for x in seq_lens] or [0])))
+    allow = params["tail_allowance_tokens"]  # "auto": the largest sequence length the run used
+    allow = max([int(x) for x in seq_lens] or [0]) if allow == "auto" else int(allow)
     if dup.size:
         r = rows[np.isin(tb.pos[rows], dup[:1])]
         evs = [an.event(int(tb.order[x])) for x in r[:2]]
         evidence = [Evidence(where=_where(e), positions=_ints(dup), events=[int(e.get("seq", 0))], time_s=_t(e))
                     for e in evs]
-        tail = _same_state_tail_rescore(an, rows, uniq, dup, allow)
-        if tail is not None:
-            out.append(Finding("C4", Status.WARN, tail, evidence))
-        else:
-            out.append(Finding("C4", Status.FAIL,
-                               f"position {int(dup[0])} is scored {int(counts[counts > 1][0])} times in the reported "
-                               f"pass ({dup.size} positions scored more than once): each token must be scored "
-                               f"exactly once.", evidence))
+        # Every score of the reported pass is in the printed number, so a repeated score weights its position
+        # twice, whatever produced it (a rescore, a sliding window's shorter tail windows, identical values
+        # from the same state): C4 says each token is scored exactly once. A diagnostic pass printed
+        # separately is not in the reported pass and never gets here.
+        n_extra = int(rows.size - uniq.size)
+        out.append(Finding("C4", Status.FAIL,
+                           f"position {int(dup[0])} is scored {int(counts[counts > 1][0])} times in the reported "
+                           f"pass ({dup.size} positions scored more than once, {n_extra} extra scores, all in the "
+                           f"printed number): each token must be scored exactly once; counted once each, val_loss "
+                           f"would be {_counted_once(an, rows):.6f} instead of {float(tb.nll[rows].mean()):.6f}.",
+                           evidence))
     if an.n_val is None:
         out.append(Finding("C4", Status.INCONCLUSIVE,
                            "the size of the served validation stream is unknown (no val_tokens.npy, no read "
@@ -418,7 +402,7 @@ def check_c2(an: Analysis, params: Mapping[str, Any]) -> RuleResult:
     probability above 1, which no normalized distribution gives."""
     rows = an.pass_rows
     if rows is not None and rows.size:
-        tol = float(params.get("normalization_tolerance", 1e-3))
+        tol = float(params["normalization_tolerance"])
         nll = an.tables.nll[rows]
         bad = rows[nll < -tol]
         if bad.size:

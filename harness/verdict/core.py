@@ -19,14 +19,14 @@ import numpy as np
 from harness.errors import BadInput, HarnessError
 from harness.ledger import Ledger, read_ledger
 from harness.results import RuleResult
-from harness.rules import load_rules, rule_order
+from harness.rules import RuleParams, decided_by, load_rules, rule_order
 from harness.verdict.access import check_b4, check_d1, check_d2, check_d3
 from harness.verdict.analysis import Analysis, analyze
 from harness.verdict.budgets import check_budget, timing
 from harness.verdict.conditions import check_c1, check_c2, check_c3, check_c4
 from harness.verdict.passes import Printed
 
-RULE_IDS = ("B2", "B3", "B4", "C1", "C2", "C3", "C4", "D1", "D2", "D3")
+RULE_IDS = decided_by("run")  # B2-B4, C1-C4, D1-D3: the rules a run decides (harness.rules.STAGES)
 VAL_TOKENS_FILE = "val_tokens.npy"
 
 
@@ -62,13 +62,18 @@ def judge(
     params/titles/severities: per rule id (default: rules/). seq_lens: sequence lengths the run used (the
     standard truncation of validation to a multiple of one of them, plus one, is not a skip).
     """
-    rules = load_rules() if params is None or titles is None or severities is None else {}
-    params = params if params is not None else {k: r.parameters for k, r in rules.items()}
+    rules = load_rules()
+    # a rule's parameters: what `params` gives for it (a strict RuleParams from Config.rule_params, or a plain
+    # mapping of overrides), over the rules' own; a parameter neither has raises BadInput naming it
+    given = params or {}
+    params = {k: v if isinstance(v, RuleParams) else RuleParams(k, {**r.parameters, **dict(v)})
+              for k, r in rules.items() for v in [given.get(k, {})]}
+    params.update({k: v if isinstance(v, RuleParams) else RuleParams(k, v) for k, v in given.items() if k not in rules})
     titles = titles if titles is not None else {k: r.title for k, r in rules.items()}
     severities = severities if severities is not None else {k: r.severity for k, r in rules.items()}
-    c4p = dict(params.get("C4", {}))
+    c4p = params.get("C4", RuleParams("C4", {}))
     an = analyze(ledger, printed, val_tokens, pos_bytes,
-                 float(c4p.get("val_loss_abs_tolerance", 5e-4)), float(c4p.get("val_bpb_abs_tolerance", 5e-4)))
+                 float(c4p["val_loss_abs_tolerance"]), float(c4p["val_bpb_abs_tolerance"]))
     if scale is None:
         rs = ledger.first("run_start")
         scale = str(rs.get("scale")) if rs is not None and rs.get("scale") else None

@@ -18,7 +18,9 @@ What the patches do, one module each:
     subprocs      nvidia-smi answered in-process (nvidia_smi renders the output)
     gpu_only      FP8 _scaled_mm, CUDA graphs, CUDA extensions -> needs GPU (exit 86); an uncaught error
                   saying CUDA was needed -> the same result
-    triton_guard  guarded `import triton` hidden; unguarded gets triton/stub, a launch -> needs GPU
+    triton_guard  guarded `import triton` hidden; unguarded: kernels run in Triton's CPU interpreter
+                  (TRITON_INTERPRET=1, the `triton` extra), each launch recorded; without triton a stub,
+                  and a launch -> needs GPU
 
 `python -m harness.runtime.shim SCRIPT` runs one script under the shim alone (debugging, tests).
 
@@ -63,7 +65,10 @@ def install(ctx: "RuntimeContext | None") -> None:
     hooks = importhook.finder()
     triton_guard.install(hooks)
     if "triton" in sys.modules and not getattr(sys.modules["triton"], "__harness_stub__", False):
-        triton_guard.guard_launches(sys.modules["triton"])
+        if triton_guard.interpreting():
+            triton_guard.interpret_launches(sys.modules["triton"])
+        else:
+            triton_guard.guard_launches(sys.modules["triton"])
     subprocs.install()
     gpu_only.install_excepthook()
     hooks.when_imported("torch", _patch_torch)

@@ -2,11 +2,16 @@
 
 - `import triton` inside a try/except that catches ImportError (the script has a fallback): triton is
   hidden (ModuleNotFoundError), so the script takes its own CPU-capable path, installed triton or not.
-- an unguarded import: the script gets triton (the installed one, or else a stub package whose decorators
-  work at definition time), and the first kernel *launch* ends the run: `needs GPU: Triton kernel <name>`.
+- an unguarded import with triton installed (the harness's `triton` extra, `pip install ".[triton]"`) and
+  TRITON_INTERPRET=1 in the environment (the runner sets it on CPU runs unless the user set it): kernels
+  run on the CPU through Triton's own interpreter (numpy). Every launch calls `on_kernel_launch`, which
+  records it (a `kernel_launch` ledger event per kernel and launching line) and, when the run is traced,
+  marks the tracer part `incomplete`: the interpreter computes through numpy, out of the tracer's sight,
+  so a kernel's outputs carry no provenance and the trace rules must not pass on them.
+- an unguarded import otherwise: the script gets triton (the installed one, or else a stub package whose
+  decorators work at definition time), and the first kernel *launch* ends the run:
+  `needs GPU: Triton kernel <name> launch` (naming the extra when triton is not installed).
 - `importlib.util.find_spec("triton")` probes see the truth (None when triton is not installed).
-- TRITON_INTERPRET=1 in the environment (the user asks for Triton's CPU interpreter): installed triton is
-  left alone.
 
 Whether an import is guarded is read from the source of the importing frames (ast); code without source
 (exec of a decompressed string) counts as unguarded.
@@ -47,8 +52,8 @@ def install(finder: PostImportFinder) -> None:
         spec = finder.find_other(fullname, path, target)
         if spec is None:
             return importlib.machinery.ModuleSpec("triton", _StubLoader(), is_package=True)
-        if os.environ.get("TRITON_INTERPRET") == "1":
-            return spec
+        if interpreting():
+            return finder.wrap(spec, "triton", interpret_launches)
         return finder.wrap(spec, "triton", guard_launches)
 
     finder.handle("triton", handler, submodules=True)
@@ -131,10 +136,105 @@ def _catches_import(t: ast.expr | None) -> bool:
 
 
 # launches ---------------------------------------------------------------------------------------
-def _launch_blocked(kernel: Any) -> Any:
-    name = getattr(kernel, "__name__", None) or getattr(getattr(kernel, "fn", None), "__name__", None) \
+EXTRA_HINT = 'pip install ".[triton]" runs it on the CPU through Triton\'s interpreter'
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _kernel_name(kernel: Any) -> str:
+    return getattr(kernel, "__name__", None) or getattr(getattr(kernel, "fn", None), "__name__", None) \
         or type(kernel).__name__
+
+
+def _launch_blocked(kernel: Any) -> Any:
+    name = _kernel_name(kernel)
+    top = sys.modules.get("triton")
+    if top is None or getattr(top, "__harness_stub__", False):
+        state.needs_gpu(f"Triton kernel {name} launch (triton is not installed: {EXTRA_HINT})")
     state.needs_gpu(f"Triton kernel {name} launch")
+
+
+# kernels run by Triton's interpreter --------------------------------------------------------------
+launches: dict[tuple[str, str], int] = {}  # (kernel, where) -> launches so far
+_marked_incomplete = False
+
+
+def on_kernel_launch(kernel_name: str, args: tuple[Any, ...], grid: Any, where: str | None) -> None:
+    """Called before every kernel launch run by Triton's CPU interpreter.
+
+    Records the launch (a `kernel_launch` ledger event the first time each kernel is launched from each
+    line: name, where, grid, the tensor arguments' shapes) and, the first time in a traced run, marks
+    the tracer part incomplete (a `phase runtime_ready` event with parts {"tracer": "incomplete: ..."}):
+    the kernel reads and writes tensors through numpy, unseen by the tracer, so whatever flows through
+    it has no provenance. The verdict then cannot pass a trace rule on this run.
+    """
+    global _marked_incomplete
+    where = where or "<unknown>"
+    key = (kernel_name, where)
+    n = launches.get(key, 0) + 1
+    launches[key] = n
+    if n == 1:
+        tensors = [list(a.shape) for a in args if hasattr(a, "shape") and hasattr(a, "dtype")][:16]
+        state.emit("kernel_launch", site=where, name=kernel_name, where=where, grid=_short(grid),
+                   tensors=tensors, interpreter=True, provenance="untracked")
+    ctx = state.ctx
+    if not _marked_incomplete and ctx is not None and getattr(ctx.settings, "trace", False):
+        _marked_incomplete = True
+        state.emit("phase", site="", name="runtime_ready", parts={
+            "tracer": f"incomplete: Triton kernel {kernel_name} (at {where}) ran in Triton's CPU interpreter; "
+                      f"the tracer does not see through kernels, so their outputs carry no provenance",
+        })
+
+
+def _short(grid: Any) -> str:
+    try:
+        return repr(grid)[:120] if not callable(grid) else f"<callable {getattr(grid, '__name__', 'grid')}>"
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+def interpret_launches(triton: ModuleType) -> None:
+    """Installed triton under TRITON_INTERPRET=1: kernels run on the CPU; every launch is recorded."""
+    try:
+        from triton.runtime import interpreter as interp  # type: ignore[import-not-found]
+
+        fn_cls = interp.InterpretedFunction
+    except Exception:  # noqa: BLE001 - a triton without the interpreter: launches need a GPU
+        guard_launches(triton)
+        return
+    if getattr(fn_cls.run, "_harness_hooked", False):
+        return
+    orig_run = fn_cls.run
+
+    def run(self: Any, *args: Any, grid: Any, warmup: bool, **kwargs: Any) -> Any:
+        if not warmup:
+            on_kernel_launch(_kernel_name(self), args, grid, state.site())
+        return orig_run(self, *args, grid=grid, warmup=warmup, **kwargs)
+
+    run._harness_hooked = True  # type: ignore[attr-defined]
+    fn_cls.run = run
+    _autotune_without_benchmarks()
+    state.note("triton interpreter launches")
+
+
+def _autotune_without_benchmarks() -> None:
+    """@triton.autotune with several configs benchmarks them through the GPU driver: on the CPU it takes
+    the first config that survives the kernel's own pruning (every config computes the same thing)."""
+    try:
+        from triton.runtime.autotuner import Autotuner  # type: ignore[import-not-found]
+    except Exception:  # noqa: BLE001
+        return
+    orig = getattr(Autotuner, "prune_configs", None)
+    if orig is None or getattr(orig, "_harness_hooked", False):
+        return
+
+    def prune_configs(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return list(orig(self, *args, **kwargs))[:1]
+
+    prune_configs._harness_hooked = True  # type: ignore[attr-defined]
+    Autotuner.prune_configs = prune_configs
 
 
 def guard_launches(triton: ModuleType) -> None:

@@ -15,8 +15,8 @@ exact 0 is a constant, so ``masked_fill(mask, -inf).softmax(-1) @ v`` comes out 
 choice between two equal constants does not depend on its condition). Selection by a traced index
 includes the index's positions, except the target's pick from a vocabulary row: nll_loss, and
 gather / ``x[rows, y]`` along a last dim of size ``settings.vocab_size`` (else ``$VOCAB_SIZE``; when
-unknown, only on softmax / log_softmax outputs). An op without a rule gives every output the union
-of every input and is counted (``stats``); so is a rule that fails (it widens, never crashes).
+unknown, only on softmax / log_softmax outputs). An op without a handler gives every output the union
+of every input and is counted (``stats``); so is a handler that fails (it widens, never crashes).
 
 Scores (events.py has the fields): nll_loss ops; the target's pick from a log_softmax / softmax
 output or from any vocabulary row that is a normalized distribution (a mixture with a cache); and
@@ -49,7 +49,7 @@ Known holes (what the trace cannot see; the behavioural probes cover them):
   broadcast, all_gather(_into_tensor), reduce_scatter_tensor); DDP's C++ gradient all-reduce is not
   followed (trace at world size 1); score ids are per rank;
 - compiled kernels bypass the dispatcher: ``torch.compile`` becomes the identity; Triton kernels
-  and custom ops without a rule take the coarse union;
+  and custom ops without a handler take the coarse union;
 - the interval hull over-approximates an element that depends on far-apart positions.
 """
 
@@ -71,7 +71,7 @@ def install(ctx: Any) -> Any:
     import numpy as np
     import torch
 
-    from harness.runtime.tracer import numpy_trace, patches
+    from harness.runtime.tracer import patches, traced_numpy
     from harness.runtime.tracer.provenance import Prov
     from harness.runtime.tracer.state import Tracer
     from harness.runtime.tracer.torch_mode import TraceMode
@@ -86,12 +86,12 @@ def install(ctx: Any) -> Any:
                 tr.store.write(tr.store.locate_tensor(arr), Prov(pos, pos.copy(), None))
             return arr
         if isinstance(arr, np.ndarray):
-            return numpy_trace.tag_array(tr, arr, lo)
+            return traced_numpy.tag_array(tr, arr, lo)
         return arr
 
     _SAVED_TAG = ctx.tag_validation
     ctx.tag_validation = tag_validation
-    numpy_trace.install_patches(tr)
+    traced_numpy.install_patches(tr)
     patches.install_all(tr, lambda: TraceMode(tr))
     _MODE = TraceMode(tr)
     _MODE.__enter__()
@@ -103,7 +103,7 @@ def uninstall() -> None:
     global _TRACER, _MODE, _CTX, _SAVED_TAG
     if _TRACER is None:
         return
-    from harness.runtime.tracer import numpy_trace, patches
+    from harness.runtime.tracer import patches, traced_numpy
 
     tr = _TRACER
     try:
@@ -111,7 +111,7 @@ def uninstall() -> None:
     finally:
         tr.emit_stats()
         patches.uninstall_all()
-        numpy_trace.uninstall_patches()
+        traced_numpy.uninstall_patches()
         if _CTX is not None and _SAVED_TAG is not None:
             _CTX.tag_validation = _SAVED_TAG
         tr.store.clear()

@@ -7,7 +7,7 @@
 - update  lo, hi, target, op, n           one event per disjoint interval of the written
                                           elements' positions (at most MAX_INTERVALS; closer
                                           intervals are merged, which only widens)
-- stats   unruled_ops, escapes, traced_ops, plus rule_counts, fast_ops, coarse, ...
+- stats   unruled_ops, escapes, traced_ops, plus rule_counts (ops per handler kind), fast_ops, coarse, ...
 
 Inside an optimizer step (between its pre and post hooks) update events are coalesced per
 (target, op, site) and written when the step ends, one set of merged intervals each.

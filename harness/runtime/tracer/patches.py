@@ -24,10 +24,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from harness.runtime.tracer import numpy_trace
 from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Prov, filled
-from harness.runtime.tracer.shared_rules import fit, hull_prov
+from harness.runtime.tracer.ops.common import fit, hull_prov
 from harness.runtime.tracer.state import Tracer, np_values
+from harness.runtime.tracer.traced_numpy import array as traced_array
 
 _undo: list[Callable[[], None]] = []
 
@@ -39,7 +39,7 @@ def _setattr(obj: Any, name: str, value: Any) -> None:
 
 
 def _live(tr: Tracer) -> bool:
-    return numpy_trace._TRACER is tr and not tr.busy
+    return traced_array._TRACER is tr and not tr.busy
 
 
 class _Guard:
@@ -89,7 +89,7 @@ def _install_tensor_methods(tr: Tracer) -> None:
     def numpy(self: torch.Tensor, *a: Any, **k: Any) -> Any:
         arr = orig_numpy(self, *a, **k)
         if _live(tr) and tr.traced_tensor(self):
-            return numpy_trace.as_traced(arr)  # shares the storage's provenance (same memory block)
+            return traced_array.as_traced(arr)  # shares the storage's provenance (same memory block)
         return arr
 
     def _quiet_escape(self: torch.Tensor, op: str, call: Callable[[], Any]) -> Any:
@@ -384,7 +384,7 @@ def _install_threads(tr: Tracer, make_mode: Callable[[], Any]) -> None:
     orig = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
 
     def _bootstrap_inner(self: threading.Thread) -> None:
-        if numpy_trace._TRACER is not tr:
+        if traced_array._TRACER is not tr:
             return orig(self)
         mode = make_mode()
         with mode:
@@ -402,7 +402,7 @@ def install_all(tr: Tracer, make_mode: Callable[[], Any]) -> None:
     _install_threads(tr, make_mode)
 
     def at_exit() -> None:
-        if numpy_trace._TRACER is tr:
+        if traced_array._TRACER is tr:
             tr.emit_stats()
 
     atexit.register(at_exit)

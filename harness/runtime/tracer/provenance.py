@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-_np_empty = np.empty  # the original, captured before numpy_trace wraps numpy's constructors
+_np_empty = np.empty  # the original, captured before traced_numpy wraps numpy's constructors
 
 
 def filled(shape: Any, value: Any, dtype: Any = None) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The tracer's shared state: provenance store, score book, emitter, counters, helpers.
 
-One ``Tracer`` per process (``install`` creates it). Torch rules, numpy rules and the Python-level
+One ``Tracer`` per process (``install`` creates it). Torch op handlers, numpy handlers and the Python-level
 patches all go through it, under one re-entrant lock (loader threads trace too).
 """
 
@@ -47,7 +47,7 @@ class Tracer:
         self.vocab = vocab_from(ctx)
         self.traced_ops = 0
         self.fast_ops = 0
-        self.rule_counts: Counter[str] = Counter()
+        self.handler_counts: Counter[str] = Counter()  # by handler kind (stats: rule_counts)
         self.unruled: Counter[str] = Counter()
         self.coarse: Counter[str] = Counter()
         self.escapes = 0
@@ -55,7 +55,7 @@ class Tracer:
         self.imprecise_targets = 0
         self._next_stats = STATS_EVERY
         self.step_updated: set[int] = set()
-        self.strict = False  # tests: a failing rule raises instead of widening
+        self.strict = False  # tests: a failing op handler raises instead of widening
 
     # -- re-entrancy ---------------------------------------------------------------------------------
     @property
@@ -253,7 +253,7 @@ class Tracer:
             "escapes": int(self.escapes),
             "traced_ops": int(self.traced_ops),
             "fast_ops": int(self.fast_ops),
-            "rule_counts": dict(self.rule_counts),
+            "rule_counts": dict(self.handler_counts),
             "coarse": dict(self.coarse) | ({"dtype_view": self.store.coarse_views} if self.store.coarse_views else {}),
             "escape_ops": dict(self.escape_ops),
             "imprecise_targets": int(self.imprecise_targets),

@@ -2,7 +2,7 @@
 
 Fast path: when no argument's storage is traced the op just runs (factories note a birth epoch so
 that tables the script allocates can later be told apart from temporaries). Otherwise the op runs
-and its rule (torch_rules) computes the outputs' provenance. A rule that fails falls back to the
+and its op handler (the ``ops`` package) computes the outputs' provenance. A handler that fails falls back to the
 coarse union, and if even that fails the failure is counted: the run is then reported imprecise,
 never silently clean.
 """
@@ -14,8 +14,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from harness.runtime.tracer import rules_table as rt
-from harness.runtime.tracer import torch_rules as tr_rules
+from harness.runtime.tracer import op_table, ops
 from harness.runtime.tracer.state import Tracer
 
 _FACTORY: dict[Any, bool] = {}
@@ -24,7 +23,7 @@ _FACTORY: dict[Any, bool] = {}
 def _is_factory(func: Any) -> bool:
     hit = _FACTORY.get(func)
     if hit is None:
-        hit = _FACTORY[func] = rt.base_name(func) in rt.FACTORIES
+        hit = _FACTORY[func] = op_table.base_name(func) in op_table.FACTORIES
     return hit
 
 
@@ -83,20 +82,20 @@ def _any_traced(entries: dict[int, Any], args: tuple[Any, ...], kwargs: dict[str
 
 
 def apply(tr: Tracer, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-    """Run the op's provenance rule (the op itself already ran)."""
-    info = tr_rules.op_info(func)
-    tr.rule_counts[info.rule] += 1
+    """Run the op's provenance handler (the op itself already ran)."""
+    info = ops.op_info(func)
+    tr.handler_counts[info.kind] += 1
     tr.tick()
     with tr.internal():
-        call = tr_rules.OpCall(tr, func, info, args, kwargs, out)
+        call = ops.OpCall(tr, func, info, args, kwargs, out)
         try:
-            tr_rules.RULES.get(info.rule, tr_rules.r_unruled)(call)
-        except Exception as e:  # noqa: BLE001 - a rule bug must not kill the script: widen instead
+            ops.HANDLERS.get(info.kind, ops.h_unhandled)(call)
+        except Exception as e:  # noqa: BLE001 - a handler bug must not kill the script: widen instead
             if tr.strict:
                 raise
             tr.coarse[f"rule_error:{info.short}:{type(e).__name__}"] += 1
             try:
-                fallback = tr_rules.OpCall(tr, func, info, args, kwargs, out)
-                tr_rules.r_unruled(fallback)
+                fallback = ops.OpCall(tr, func, info, args, kwargs, out)
+                ops.h_unhandled(fallback)
             except Exception as e2:  # noqa: BLE001
                 tr.coarse[f"untraced_output:{info.short}:{type(e2).__name__}"] += 1

@@ -1,6 +1,6 @@
-"""Provenance helpers shared by the torch rules and the numpy side (shape fitting, unions,
-constant masks, selection, index placement, matrix-product parts, distribution checks, derived
-scores)."""
+"""Provenance helpers shared by the torch op handlers and the traced numpy side (shape fitting,
+unions, constant masks, selection, index placement, matrix-product parts, distribution checks,
+derived scores), and the codec for provenance channels that data movement is replayed on."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def fit(p: Prov, shape: tuple[int, ...]) -> Prov:
 
 
 def hull_prov(tr: Tracer, ps: list[Prov | None], shape: tuple[int, ...], op: str) -> Prov | None:
-    """Every element gets the union of everything in ``ps`` (the coarse rule)."""
+    """Every element gets the union of everything in ``ps`` (the coarse handler)."""
     ps = [p for p in ps if p is not None]
     if not ps:
         return None
@@ -182,3 +182,20 @@ def part_from_b(blo: np.ndarray, bhi: np.ndarray, keep_a: np.ndarray | None) -> 
         los.append(np.where(ka, blo[..., None, :, :], E_LO).min(-2))
         his.append(np.where(ka, bhi[..., None, :, :], E_HI).max(-2))
     return np.concatenate(los, -2), np.concatenate(his, -2)
+
+
+def encode_channel(ch: np.ndarray, which: str) -> np.ndarray:
+    """A provenance channel ('lo', 'hi' or 'sid') as int64, shifted so that 0 means "empty": zero
+    fills (pads, tril) made by a replayed op then stay empty."""
+    a = np.asarray(ch).astype(np.int64)
+    return a - int(E_LO) if which == "lo" else a + 1
+
+
+def decode_channel(a: np.ndarray, which: str) -> np.ndarray:
+    """Undo ``encode_channel`` (lo / hi come back as int32, sid as int64)."""
+    a = np.asarray(a).astype(np.int64)
+    if which == "lo":
+        return (a + int(E_LO)).astype(np.int32)
+    if which == "hi":
+        return (a - 1).astype(np.int32)
+    return a - 1

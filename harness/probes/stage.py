@@ -1,14 +1,11 @@
-"""`harness probe PATH` and `harness check --run --probes`: the behavioural probes, as report rows.
+"""The probe stage: the behavioural probes on a submission, as rule rows and a report section. Used by
+`harness probe PATH` and `harness check --run --probes` (composed in harness.cli.commands).
 
     probe_rule_results(path, cfg, run_opts, which=("c2", "c1", "canary")) -> (list[RuleResult], dict)
-    fold_probes(report, args, cfg, run_result=None)       merge the probes into a check/run report
-    main_probe(args, cfg) -> int                          the CLI subcommand
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,29 +13,12 @@ from typing import Any
 import numpy as np
 
 from harness.config import Config
-from harness.errors import BadInput, Exit, RunFailed
+from harness.errors import BadInput, RunFailed
 from harness.probes.execute import HarnessExecutor
-from harness.probes.results import merge_rule_results, probes_section_lines, rule_results
+from harness.probes.results import rule_results
 from harness.probes.session import PROBES, block_length, blocks_for, probe_params, run_session, session_dir_name
-from harness.results import Report, RuleResult
-from harness.rules import rule_order
-
-
-def run_options(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
-    """run_submission keyword arguments from the CLI's run options (the runner's own mapping)."""
-    try:
-        from harness.run.judge import run_kwargs
-
-        return run_kwargs(args, cfg)
-    except ImportError:  # the runner package without its judge: the same mapping, minimal
-        from harness.run.scale import parse_env_pairs
-
-        rc = cfg.section("run")
-        return {"device": args.device or rc.get("device", "cpu"), "nproc": int(args.nproc or rc.get("nproc", 1)),
-                "scale": args.scale or rc.get("scale", "tiny"), "data_path": args.data_path,
-                "tokenizer": args.tokenizer, "vocab_size": args.vocab_size, "python": args.python or rc.get("python"),
-                "env": parse_env_pairs(args.env), "timeout": args.timeout, "out_dir": args.out,
-                "trace": not args.no_trace, "keep_workdir": bool(args.keep_workdir)}
+from harness.results import RuleResult
+from harness.run.options import RunOptions
 
 
 def _data(cfg: Config, opts: Mapping[str, Any]) -> tuple[np.ndarray, str | None, int]:
@@ -81,13 +61,15 @@ def _env_for_block(cfg: Config, opts: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
-def probe_rule_results(path: str | Path, cfg: Config, run_opts: Mapping[str, Any] | argparse.Namespace,
+def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Mapping[str, Any] | None = None,
                        which: Iterable[str] = PROBES) -> tuple[list[RuleResult], dict[str, Any]]:
     """Run the probes on the submission at `path`; rule rows (checker "probe") and the report section.
 
-    run_opts: run_submission keyword arguments (or the parsed CLI namespace). The probes' own settings
-    come from rules/ (C1, C2 parameters) and harness.toml [probes]."""
-    opts = run_options(run_opts, cfg) if isinstance(run_opts, argparse.Namespace) else dict(run_opts)
+    run_opts: how to run (RunOptions, or run_submission keyword arguments). The probes' own settings come
+    from rules/ (C1, C2 parameters) and harness.toml [probes]. RunFailed when the base run fails."""
+    if run_opts is None:
+        run_opts = RunOptions()
+    opts = run_opts.kwargs() if isinstance(run_opts, RunOptions) else dict(run_opts)
     which = tuple(dict.fromkeys(which or PROBES))
     params = probe_params(cfg, str(opts.get("device") or "cpu"))
     val, tok, vocab = _data(cfg, opts)
@@ -115,11 +97,9 @@ def probe_rule_results(path: str | Path, cfg: Config, run_opts: Mapping[str, Any
 
         return stream_bytes(tables, tokens)
 
-    c4 = cfg.rule_params("C4") if "C4" in cfg.rules else {}
     executor = HarnessExecutor(
         path, cfg, opts, session, fork=bool(params["fork"]), jobs=int(params["jobs"]),
         variant_timeout_s=float(params["variant_timeout_s"]), pos_bytes_of=pos_bytes_of,
-        tol_loss=float(c4.get("val_loss_abs_tolerance", 5e-4)), tol_bpb=float(c4.get("val_bpb_abs_tolerance", 5e-4)),
     )
     outcomes, section = run_session(executor, val, vocab, block, params, which, tables)
     section["session_dir"] = str(session)
@@ -131,42 +111,4 @@ def probe_rule_results(path: str | Path, cfg: Config, run_opts: Mapping[str, Any
     return rule_results(outcomes, cfg), section
 
 
-def fold_probes(report: Report, args: argparse.Namespace, cfg: Config, run_result: Any = None) -> None:
-    """`harness check --run --probes`: probe rows merged into the report's (trace) rows."""
-    which = getattr(args, "probe", None) or PROBES
-    try:
-        rows, section = probe_rule_results(args.path, cfg, args, which)
-    except RunFailed as e:
-        report.notes.append(f"probes not decided: {e}")
-        sys.stderr.write(f"harness: {e}\n")
-        return
-    report.rules, notes = merge_rule_results(report.rules, rows)
-    report.rules.sort(key=lambda r: rule_order(r.rule_id))
-    report.notes.extend(notes)
-    report.sections["probes"] = section
-
-
-def main_probe(args: argparse.Namespace, cfg: Config) -> int:
-    from harness.check.decide import new_report, write_outputs
-    from harness.report.console import render_report
-
-    which = args.probe or list(PROBES)
-    rows, section = probe_rule_results(args.path, cfg, args, which)
-    report = new_report(args.path, "probe")
-    report.rules = sorted((r for r in rows if r.rule_id in cfg.enabled), key=lambda r: rule_order(r.rule_id))
-    report.sections["probes"] = section
-    cost = section.get("cost") or {}
-    for n in cost.get("notes", []):
-        report.notes.append(n)
-    report.notes.append("probes run at the requested scale on harness-built streams; C1/C2 rows here come from "
-                        "the probes alone (harness check --run --probes merges them with the trace)")
-    write_outputs(report, args.json_out, args.md_out)
-    render_report(report)
-    for line in probes_section_lines(section):
-        print(line)
-    if not report.rules:
-        return int(Exit.INCONCLUSIVE)
-    return int(report.exit_code)
-
-
-__all__ = ["fold_probes", "main_probe", "probe_rule_results", "run_options"]
+__all__ = ["probe_rule_results"]

@@ -1,17 +1,14 @@
-"""The `harness` command: check, run, data, probe, rules.
-
-Every expected failure becomes one line on stderr and a distinct exit code (harness.errors.Exit);
-a traceback is shown only for a harness bug (exit 5), and only with --debug.
-"""
+"""The command line: subcommands, their flags and their help. Nothing below harness.cli sees the result."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
 from harness import __version__
-from harness.errors import Exit, HarnessError
+from harness.errors import Exit
+
+PROBE_NAMES = ("c2", "c1", "canary")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,55 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("probe", help="behavioural probes: C2 normalization, C1 future perturbation, canary")
     pr.add_argument("path")
-    pr.add_argument("--probe", action="append", choices=["c2", "c1", "canary"], default=None)
+    pr.add_argument("--probe", action="append", choices=list(PROBE_NAMES), default=None)
     pr.add_argument("--json", dest="json_out", default=None, metavar="FILE")
     pr.add_argument("--markdown", dest="md_out", default=None, metavar="FILE")
     _add_run_options(pr)
 
+    v = sub.add_parser("verdict", help="re-judge a saved run folder (harness run --out DIR) without re-running")
+    v.add_argument("path", metavar="OUT_DIR", help="the folder `harness run --out` wrote (run.json, ledger/)")
+    v.add_argument("--json", dest="json_out", default=None, metavar="FILE")
+    v.add_argument("--markdown", dest="md_out", default=None, metavar="FILE")
+
     sub.add_parser("rules", help="list the rules (ids, parameters, sources)")
     return p
-
-
-def _dispatch(args: argparse.Namespace) -> int:
-    from harness.config import load_config
-
-    cfg = load_config(args.config)
-    if args.command == "check":
-        from harness.check.decide import main_check
-
-        return main_check(args, cfg)
-    if args.command == "run":
-        from harness.run.command import main_run
-
-        return main_run(args, cfg)
-    if args.command == "data":
-        from harness.data.builtin import main_data
-
-        return main_data(args, cfg)
-    if args.command == "probe":
-        from harness.probes.command import main_probe
-
-        return main_probe(args, cfg)
-    if args.command == "rules":
-        from harness.report.console import print_rules
-
-        print_rules(cfg)
-        return int(Exit.COMPLIANT)
-    raise HarnessError(f"unknown command {args.command}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(_dispatch(args))
-    except HarnessError as e:
-        sys.stderr.write(f"harness: {e}\n")
-        return int(e.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("harness: interrupted\n")
-        return int(Exit.INTERNAL)
-    except Exception as e:  # a harness bug: still one line unless --debug
-        if args.debug:
-            raise
-        sys.stderr.write(f"harness: internal error: {type(e).__name__}: {e} (rerun with --debug)\n")
-        return int(Exit.INTERNAL)

@@ -1,6 +1,6 @@
-"""Which provenance rule each aten op gets.
+"""Which provenance op handler each aten op gets.
 
-Rule classes (implemented in ``torch_rules``):
+Handler kinds (implemented in the ``ops`` package):
     view        outputs alias an input: nothing to do (provenance lives per storage)
     noop        no data flow to follow here (collectives are replayed at the Python level)
     pointwise   elementwise union with broadcasting (value-aware: x*0, x+(-inf), where, masked_fill)
@@ -21,7 +21,7 @@ Rule classes (implemented in ``torch_rules``):
     foreach, foreach_reduce, fused_optim
     bincount, set_membership
     escape      a value leaves as a Python scalar (.item(), float(), bool())
-    unruled     everything else: union of every input into every output (counted by name)
+    unruled     everything else (no handler): union of every input into every output (counted by name)
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ import torch
 _EXPLICIT: dict[str, str] = {}
 
 
-def _add(rule: str, *names: str) -> None:
+def _add(kind: str, *names: str) -> None:
     for n in names:
-        _EXPLICIT[n] = rule
+        _EXPLICIT[n] = kind
 
 
 _add("view", "_unsafe_view_noop")
@@ -157,9 +157,9 @@ def classify(func: Any) -> str:
         if "flash" in low and ("attn" in low or "attention" in low) and "bwd" not in low and "backward" not in low:
             return "attention_bshd"
         return "unruled"
-    rule = _EXPLICIT.get(short)
-    if rule is not None:
-        return rule
+    kind = _EXPLICIT.get(short)
+    if kind is not None:
+        return kind
     if short.startswith("_foreach_"):
         return "foreach"
     returns = func._schema.returns

@@ -1,0 +1,128 @@
+"""One function per subcommand: compose the stages (check, run, probes, verdict), build one report,
+write it, render it, and return the exit code.
+
+    check    the folder's rows; with --run the run's rows merged in; with --probes the probes' rows merged in
+    run      the run's rows
+    probe    the probes' rows
+    verdict  the run's rows, re-judged from a saved run folder (no re-run)
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+
+from harness.check.folder import check_folder
+from harness.cli.options import Options, ProbeOptions
+from harness.config import Config
+from harness.errors import Exit, RunFailed
+from harness.merge import merge_rows
+from harness.probes.results import merge_rule_results, probes_section_lines
+from harness.probes.session import PROBES
+from harness.probes.stage import probe_rule_results
+from harness.report.build import finalize, fold_stage, new_report, write_outputs
+from harness.report.console import print_rules, render_report
+from harness.results import Report, Stage
+from harness.rules import rule_order
+from harness.run.judge import Judged, judge_run, load_saved_run
+from harness.run.console import print_run_summary
+from harness.run.options import RunOptions
+from harness.run.result import BUDGET_REASONS, RunResult
+from harness.run.runner import run_submission
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(f"harness: {line}\n")
+
+
+def _run(path: str, cfg: Config, opts: RunOptions) -> tuple[RunResult, Judged]:
+    result = run_submission(path, cfg, **opts.kwargs())
+    print_run_summary(result)
+    return result, judge_run(result, cfg)
+
+
+def fold_probes(report: Report, path: str, cfg: Config, run_opts: RunOptions, probe_opts: ProbeOptions) -> None:
+    """The probes' rows merged into the report's (trace) rows; a failed base run is a note, not a crash."""
+    try:
+        rows, section = probe_rule_results(path, cfg, run_opts, probe_opts.which or PROBES)
+    except RunFailed as e:
+        report.notes.append(f"probes not decided: {e}")
+        _say(str(e))
+        return
+    fold_stage(report, Stage(rows, sections={"probes": section}), merge_rule_results)
+    report.rules.sort(key=lambda r: rule_order(r.rule_id))
+
+
+def check(o: Options, cfg: Config) -> int:
+    report = new_report(o.path, "check", cfg)
+    fold_stage(report, check_folder(o.path, cfg, o.check))
+    if o.run is not None:
+        result, judged = _run(o.path, cfg, o.run)
+        fold_stage(report, judged, partial(merge_rows, label="run"))
+        if result.failed:
+            _say(f"run failed: {result.reason}: {result.message}")
+        if o.probes is not None:
+            fold_probes(report, o.path, cfg, o.run, o.probes)
+    finalize(report, cfg)
+    write_outputs(report, o.out.json, o.out.markdown)
+    render_report(report)
+    for e in report.input_errors:
+        _say(f"bad input: {e}")
+    return int(report.exit_code)
+
+
+def _judged_report(o: Options, command: str, result: RunResult, judged: Judged) -> int:
+    """`harness run` and `harness verdict`: the run's rows; a failed run is one line and exit 4."""
+    report = new_report(o.path, command, cfg)
+    fold_stage(report, judged)
+    write_outputs(report, o.out.json, o.out.markdown)
+    if result.failed:
+        _say(f"run failed: {result.reason}: {result.message}")
+        return int(Exit.RUN_FAILED)
+    render_report(report)
+    if result.reason in BUDGET_REASONS:
+        _say(f"run stopped: {result.reason}: {result.message}")
+    return int(report.exit_code)
+
+
+def run(o: Options, cfg: Config) -> int:
+    result, judged = _run(o.path, cfg, o.run)
+    return _judged_report(o, "harness run", result, judged)
+
+
+def verdict(o: Options, cfg: Config) -> int:
+    result = load_saved_run(o.path)
+    print_run_summary(result)
+    return _judged_report(o, "verdict", result, judge_run(result, cfg))
+
+
+def probe(o: Options, cfg: Config) -> int:
+    rows, section = probe_rule_results(o.path, cfg, o.run, o.probes.which or PROBES)
+    report = new_report(o.path, "probe", cfg)
+    rows = [r for r in rows if r.rule_id in cfg.enabled]
+    notes = list((section.get("cost") or {}).get("notes", []))
+    notes.append("probes run at the requested scale on harness-built streams; C1/C2 rows here come from "
+                 "the probes alone (harness check --run --probes merges them with the trace)")
+    fold_stage(report, Stage(rows, notes, {"probes": section}))
+    report.rules.sort(key=lambda r: rule_order(r.rule_id))
+    write_outputs(report, o.out.json, o.out.markdown)
+    render_report(report)
+    for line in probes_section_lines(section):
+        print(line)
+    if not report.rules:
+        return int(Exit.INCONCLUSIVE)
+    return int(report.exit_code)
+
+
+def data(o: Options, cfg: Config) -> int:
+    from harness.data.builtin import main_data
+
+    return main_data(o.data, cfg)
+
+
+def rules(o: Options, cfg: Config) -> int:
+    print_rules(cfg)
+    return int(Exit.COMPLIANT)
+
+
+COMMANDS = {"check": check, "run": run, "verdict": verdict, "probe": probe, "data": data, "rules": rules}

@@ -1,0 +1,89 @@
+# illegal_two_pass_ngram/train_gpt.py: ../base.py with these parts (python submissions/_build/build.py).
+
+# @build: replace docstring
+"""Reference submission (illegal: C1, C3; reviewers call the pattern C4, "two-pass / full rescore").
+
+The first pass is the legal causal bigram cache of legal_ngram_cache (score, then add the pairs). The
+second pass rescores every token with the cache built over the whole stream, and that second pass is the
+reported score (final_ngram_exact): the distribution for position t then counts pairs at t and after
+(C1), and the cache was written with token t before t's reported score (C3).
+"""
+
+# @build: insert before_main
+# -----------------------------
+# N-GRAM CACHE EVALUATION, TWO PASSES (single rank, sequential)
+# -----------------------------
+
+NGRAM_ALPHA = float(os.environ.get("NGRAM_ALPHA", 0.1))
+NGRAM_MAX_WEIGHT = float(os.environ.get("NGRAM_MAX_WEIGHT", 0.4))
+
+
+def ngram_pass(args, model: GPT, val_tokens: Tensor, luts, device, counts: Tensor, build: bool) -> tuple[float, float]:
+    """One walk over the sliding windows; with build=True each window's pairs enter the cache after scoring."""
+    seq_len, vocab = args.eval_seq_len, args.vocab_size
+    wins = scoring_windows(1, val_tokens.numel() - 1, seq_len, args.eval_stride)
+    batch = max(args.val_batch_size // seq_len, 1)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    tok_count = torch.zeros((), dtype=torch.float64, device=device)
+    byte_count = torch.zeros((), dtype=torch.float64, device=device)
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(wins), batch):
+            bw = wins[i : i + batch]
+            x, y = window_batch(val_tokens, bw, seq_len, device)
+            logp = F.log_softmax(model.forward_logits(x).float(), dim=-1)
+            for j, (_, s, wlen) in enumerate(bw):
+                prev, tgt, lp = x[j, s:wlen], y[j, s:wlen], logp[j, s:wlen]
+                p_model = lp.exp()
+                row = counts[prev]
+                p_cache = (row + NGRAM_ALPHA) / (row.sum(dim=-1, keepdim=True) + NGRAM_ALPHA * vocab)
+                entropy = -(p_model * lp).sum(dim=-1, keepdim=True)
+                lam = NGRAM_MAX_WEIGHT * torch.sigmoid(2.0 * (entropy - 4.0))
+                p_mix = (1.0 - lam) * p_model + lam * p_cache
+                nll = -torch.log(p_mix.gather(-1, tgt[:, None]).squeeze(-1))
+                loss_sum += nll.to(torch.float64).sum()
+                tok_count += wlen - s
+                byte_count += target_bytes(luts, prev, tgt).sum()
+            if build:
+                for j, (_, s, wlen) in enumerate(bw):
+                    counts.index_put_((x[j, s:wlen], y[j, s:wlen]), torch.ones(wlen - s, device=device),
+                                      accumulate=True)
+    val_loss = (loss_sum / tok_count).item()
+    return val_loss, val_loss / math.log(2.0) * (tok_count.item() / byte_count.item())
+
+
+def eval_val_ngram_two_pass(args, model: GPT, val_tokens: Tensor, luts, device, log0) -> tuple[float, float]:
+    counts = torch.zeros(args.vocab_size, args.vocab_size, dtype=torch.float32, device=device)
+    l1, b1 = ngram_pass(args, model, val_tokens, luts, device, counts, build=True)  # causal: legal so far
+    log0(f"ngram_pass1 val_loss:{l1:.4f} val_bpb:{b1:.4f}")
+    # second pass: rescore every token with the cache of the whole stream (it has seen every target)
+    return ngram_pass(args, model, val_tokens, luts, device, counts, build=False)
+
+
+# @build: replace main
+def main() -> None:
+    code = Path(__file__).read_text(encoding="utf-8")
+    args, rank, world_size, device, log0, luts = setup()
+    model = GPT(args).to(device)
+    log0(f"model_params:{sum(p.numel() for p in model.parameters())}")
+    train_model(args, model, rank, world_size, device, log0)
+    if rank == 0:
+        write_artifact(quantize_state_dict_int8(model.state_dict()), "final_model.int8.ptz", code, log0)
+    if world_size > 1:
+        dist.barrier()
+    val_tokens = load_validation_tokens(args.val_files, args.train_seq_len)
+    log0(f"val_loader:shards pattern={args.val_files} tokens:{val_tokens.numel() - 1}")
+    model.load_state_dict(read_artifact("final_model.int8.ptz"), strict=True)
+    t0 = time.perf_counter()
+    q_loss, q_bpb = eval_val(args, model, val_tokens, luts, rank, world_size, device)
+    log0(f"final_int8_zlib_roundtrip val_loss:{q_loss:.4f} val_bpb:{q_bpb:.4f} "
+         f"eval_time:{1000 * (time.perf_counter() - t0):.0f}ms")
+    if rank == 0:
+        t0 = time.perf_counter()
+        n_loss, n_bpb = eval_val_ngram_two_pass(args, model, val_tokens, luts, device, log0)
+        log0(f"final_ngram val_loss:{n_loss:.4f} val_bpb:{n_bpb:.4f} "
+             f"eval_time:{1000 * (time.perf_counter() - t0):.0f}ms")
+        log0(f"final_ngram_exact val_loss:{n_loss:.8f} val_bpb:{n_bpb:.8f}")
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
