@@ -8,9 +8,9 @@ from enum import IntEnum
 class Exit(IntEnum):
     """Process exit codes (documented in README)."""
 
-    COMPLIANT = 0  # every rule that ran passed (WARN allowed)
-    VIOLATION = 1  # at least one rule FAILED
-    INCONCLUSIVE = 2  # no failure, but a rule could not reach a verdict
+    COMPLIANT = 0  # legality and budgets passed (WARN allowed); paperwork (S1-S3, B5) never moves the code
+    VIOLATION = 1  # a legality rule or a budget FAILED
+    INCONCLUSIVE = 2  # no failure, but a legality rule or a budget could not reach a verdict
     BAD_INPUT = 3  # bad input or usage: missing folder/file, malformed JSON, truncated artifact ...
     RUN_FAILED = 4  # the submission's script crashed, hung, was killed, or needs a GPU we cannot shim
     INTERNAL = 5  # a bug in the harness itself

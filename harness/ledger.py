@@ -32,8 +32,10 @@ Kind-specific keys:
     needs_gpu      what, where
     kernel_launch  name, where, grid, tensors, interpreter, provenance
                                            a GPU kernel (Triton) run on the CPU by Triton's interpreter,
-                                           first launch per kernel and line; provenance "untracked": its
+                                           first launch per kernel and line; provenance "followed": the
+                                           tracer follows it (tracer/kernels.py), "untracked": its
                                            outputs do not carry the inputs' provenance
+    kernel_time    kernels {name: [launches, s]}, seconds, launches   time in Triton's interpreter so far
     stats          unruled_ops {name: count}, escapes int, traced_ops int
     run_end        rc, wall_s, reason
 """
@@ -53,7 +55,7 @@ KINDS = frozenset(
     {
         "run_start", "read", "train_read", "artifact_write", "artifact_read", "net", "subprocess",
         "score", "update", "combine", "consume", "stdout", "reported", "phase", "needs_gpu", "stats",
-        "run_end", "kernel_launch",
+        "run_end", "kernel_launch", "kernel_time",
     }
 )
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from harness.errors import Exit
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 class Status(str, Enum):
@@ -113,6 +113,65 @@ class Hint:
     snippet: str = ""
 
 
+# The verdict's three parts. Legality and budgets decide the exit code; paperwork never moves it past 0
+# (a paperwork FAIL shows as WARN in the overall verdict). Rules not listed count as legality.
+PART_RULES: dict[str, tuple[str, ...]] = {
+    "legality": ("C1", "C2", "C3", "C4", "D1", "D2", "D3", "B4"),
+    "budgets": ("B1", "B2", "B3"),
+    "paperwork": ("S1", "S2", "S3", "B5"),
+}
+PART_TITLES = {"legality": "legality (C1-C4, D1-D3, B4)", "budgets": "budgets (B1, B2, B3)",
+               "paperwork": "paperwork (S1-S3, B5)"}
+
+
+def part_of(rule_id: str) -> str:
+    return next((p for p, ids in PART_RULES.items() if rule_id in ids), "legality")
+
+
+@dataclass
+class VerdictPart:
+    """One part of the verdict: its status (worst of its rules that ran; NOT RUN when none ran) and the
+    rules that gave it."""
+
+    name: str
+    status: Status
+    rules: dict[str, str]  # rule id -> status value, every rule of the part in the report
+    flagged: list[str]  # "B1 FAIL", "S1 FAIL" ...: the rules that are not PASS / NOT RUN
+
+    def line(self) -> str:
+        ran = [r for r, st in self.rules.items() if st != Status.NOT_RUN.value]
+        if not self.rules:
+            what = "no rule"
+        elif not ran:
+            what = "not checked (" + ", ".join(self.rules) + " NOT RUN)"
+        elif self.flagged:
+            what = ", ".join(self.flagged)
+        else:
+            what = f"{len(ran)} rule(s) pass"
+        extra = ""
+        if self.name == "paperwork" and self.status is Status.WARN and any("FAIL" in f for f in self.flagged):
+            extra = " (paperwork never fails the verdict)"
+        return f"{PART_TITLES[self.name]}: {self.status.value} — {what}{extra}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status.value, "rules": dict(self.rules), "flagged": list(self.flagged),
+                "line": self.line()}
+
+
+def verdict_parts(rules: list[RuleResult]) -> dict[str, VerdictPart]:
+    out = {}
+    for name in PART_RULES:
+        mine = [r for r in rules if part_of(r.rule_id) == name]
+        ran = [r.status for r in mine if r.status is not Status.NOT_RUN]
+        st = worst(ran) if ran else Status.NOT_RUN
+        if name == "paperwork" and st in (Status.FAIL, Status.INCONCLUSIVE):
+            st = Status.WARN
+        flagged = [f"{r.rule_id} {r.status.value}" for r in mine
+                   if r.status not in (Status.PASS, Status.NOT_RUN)]
+        out[name] = VerdictPart(name, st, {r.rule_id: r.status.value for r in mine}, flagged)
+    return out
+
+
 @dataclass
 class Report:
     submission: str
@@ -133,12 +192,20 @@ class Report:
         return next((r for r in self.rules if r.rule_id == rule_id), None)
 
     @property
+    def parts(self) -> dict[str, VerdictPart]:
+        """The verdict in three parts: legality, budgets, paperwork (see PART_RULES)."""
+        return verdict_parts(self.rules)
+
+    @property
     def status(self) -> Status:
+        """FAIL when legality or a budget FAILs; INCONCLUSIVE when one of them could not be decided (and
+        nothing FAILed); else PASS. Paperwork (S1-S3, B5) never moves it: it shows as WARN in its part."""
         ran = [r.status for r in self.rules if r.status is not Status.NOT_RUN]
         if not ran:
             return Status.INCONCLUSIVE
-        s = worst(ran)
-        return Status.PASS if s is Status.WARN else s
+        parts = self.parts
+        s = worst([parts["legality"].status, parts["budgets"].status])
+        return Status.PASS if s in (Status.WARN, Status.NOT_RUN) else s
 
     @property
     def exit_code(self) -> Exit:
@@ -154,4 +221,5 @@ class Report:
         d = asdict(self)
         d["status"] = self.status.value
         d["exit_code"] = int(self.exit_code)
+        d["verdict"] = {name: part.to_dict() for name, part in self.parts.items()}
         return d

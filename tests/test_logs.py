@@ -253,6 +253,10 @@ SIZE_LINES = [
     ("Code size (lzma wrapper): 33710 bytes", "code_bytes", 33710),
     ("export_only:code size: 66084 bytes", "code_bytes", 66084),
     ("code_bytes:48881 model_bytes:12569851", "code_bytes", 48881),
+    ("Artifact: 15,188,240 bytes (14.48 MB)", "model_bytes", 15188240),
+    ("budget:15993853/16000000 (15.99/16.00MB) FITS", "total_bytes", 15993853),
+    ("artifact:15.92MB ternary:64880640(14239486B) fp:2513744(2537376B) code:70853", "code_bytes", 70853),
+    ("1776143444.368 Serialized model quantized+brotli: 15968098 bytes", "model_bytes", 15968098),
 ]
 
 

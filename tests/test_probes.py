@@ -228,7 +228,7 @@ def test_fold_probes_merges_into_a_report(monkeypatch):
     from harness.results import Report
     from harness.run.options import RunOptions
 
-    def fake(path, cfg, run_opts, which):
+    def fake(path, cfg, run_opts, which, sampled=False):
         rows = [RuleResult("C2", "C2", Status.FAIL, "canary probe: dip", [], "probe")]
         return rows, {"which": list(which), "outcomes": []}
 
@@ -239,6 +239,7 @@ def test_fold_probes_merges_into_a_report(monkeypatch):
     assert [r.rule_id for r in report.rules] == ["C1", "C2", "C4"]
     assert report.result("C2").status is Status.FAIL and report.sections["probes"]["which"] == ["c2", "c1", "canary"]
     assert any(DISAGREE in n for n in report.notes)
+    assert any(n.startswith("probes cost ") for n in report.notes)  # the probes' cost is said
 
 
 def test_reported_scores_trust_only_a_ledger_that_reproduces_the_print(tmp_path):

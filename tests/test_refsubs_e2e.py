@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.check.logs import find_logs, parse_log
 from harness.config import load_config
 from harness.results import Status
 from harness.run import run_submission
 from harness.run.judge import judge_run
+from harness.verdict.budgets import claimed_training
 
 from conftest import ROOT
 
@@ -36,8 +38,12 @@ def test_intended_verdict_through_the_harness(folder: Path, tmp_path: Path):
                             score_tag=exp.get("tag"))
     assert not result.failed, (result.reason, result.message, result.stdout_tail[-1500:])
     assert result.reported is not None and result.reported.tag == exp["tag"]
-    judged = judge_run(result, cfg)
+    # the folder's train logs are its claimed runs (what `harness check --run` passes to the run's B2)
+    claimed = claimed_training([parse_log(p) for p in find_logs(folder)])
+    judged = judge_run(result, cfg, claimed=claimed)
     by = {r.rule_id: r for r in judged.rules}
+    for rid, words in (exp.get("says") or {}).items():
+        assert words in by[rid].summary, (rid, words, by[rid].summary)
     for rid in exp["rules"]:
         assert by[rid].status is Status.FAIL, (rid, by[rid].summary)
         # evidence a reviewer can act on: the script's own file:line

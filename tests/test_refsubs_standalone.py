@@ -37,6 +37,8 @@ EXPECTED_SET = {
     "illegal_ttt_all_before_score", "illegal_pre_quant_ttt", "illegal_min_over_passes",
     "illegal_last_epoch_scores", "illegal_two_pass_ngram", "illegal_target_hash", "illegal_gate_on_target",
     "illegal_slot_delta", "illegal_val_calibration", "illegal_train_read_at_eval",
+    # issue 12: training-data calibration after the training clock, inside a reserve; a double-counting byte table
+    "legal_gptq_reserve", "illegal_gptq_after_cap", "illegal_bpb_leading_space",
 }
 
 

@@ -92,6 +92,19 @@ def _budget(rid: str, kind: str, seconds: float) -> Callable[..., Any]:
     return observe
 
 
+def _late_reads(stated_s: float) -> Callable[..., Any]:
+    """B2 with training reads after the script's clock stopped, and a claimed run stating `stated_s`."""
+    def observe(cfg: Config, tmp: Path) -> Any:
+        from harness.verdict.budgets import ClaimedTraining, LateReads
+
+        tm = Timing(train_s=1.0, eval_s=None, last_train_read_s=None, source="test")
+        late = LateReads(1.0, "step:20/20 train_time:1000ms", 2.0,
+                         [{"kind": "train_read", "t": 1.5, "site": "train_gpt.py:90", "file": "fineweb_train_0.bin"}])
+        claimed = ClaimedTraining(stated_s, "train.log", 7, f"stopping_early: train_time:{stated_s * 1000:.0f}ms")
+        return check_budget("B2", "train", tm, cfg.rule_params("B2"), "tiny", None, late, claimed).status
+    return observe
+
+
 # B5 on three seeds whose one-sided p against REF is about 0.1 (df = 2)
 LOSSES = [1.00, 1.01, 1.02]
 REF = 1.0259
@@ -174,8 +187,9 @@ NEGATIVE_NLL[40] = -0.01  # a probability above 1, by 0.01 nats
 # ---------------------------------------------------------------- the table
 
 PARAMS: list[tuple[str, str, Any, Callable[..., Any], Any, Any]] = [
-    ("S2", "val_bpb_abs_tolerance", 0.01, _check_edited("S2", val_bpb=lambda x: x + 0.002), Status.FAIL, Status.PASS),
-    ("S2", "bytes_abs_tolerance", 5, _check_edited("S2", bytes_total=lambda x: x + 3), Status.FAIL, Status.PASS),
+    # S2 by consequence: a claim better than the logs (lower val_bpb) FAILs; a bytes disagreement is a WARN
+    ("S2", "val_bpb_abs_tolerance", 0.01, _check_edited("S2", val_bpb=lambda x: x - 0.002), Status.FAIL, Status.PASS),
+    ("S2", "bytes_abs_tolerance", 5, _check_edited("S2", bytes_total=lambda x: x + 3), Status.WARN, Status.PASS),
     ("S3", "max_decompressed_bytes", 1000, _s3(), (Status.PASS, False), (Status.FAIL, True)),
     ("S3", "max_ratio", 1.5, _s3(big=True), (Status.PASS, False), (Status.FAIL, True)),
     ("B1", "max_bytes", 20_000, _check("B1"), Status.PASS, Status.FAIL),
@@ -183,6 +197,7 @@ PARAMS: list[tuple[str, str, Any, Callable[..., Any], Any, Any]] = [
     ("B2", "max_seconds", 500.0, _check("B2"), Status.PASS, Status.FAIL),
     ("B2", "compile_allowance_seconds", 10.0, _budget("B2", "train", 608.0), Status.FAIL, Status.PASS),
     ("B2", "grace_seconds", 0.0, _budget("B2", "train", 603.0), Status.PASS, Status.FAIL),
+    ("B2", "near_cap_seconds", 5.0, _late_reads(597.0), Status.PASS, Status.FAIL),
     ("B3", "max_seconds", 40.0, _check("B3"), Status.PASS, Status.FAIL),
     ("B3", "grace_seconds", 0.0, _budget("B3", "eval", 603.0), Status.PASS, Status.FAIL),
     ("B5", "p_value", 0.25, _b5("status"), Status.WARN, Status.PASS),
@@ -198,6 +213,8 @@ PARAMS: list[tuple[str, str, Any, Callable[..., Any], Any, Any]] = [
     ("C2", "normalization_tolerance", 0.1, _judge("C2", nll=NEGATIVE_NLL), Status.FAIL, Status.NOT_RUN),
     ("C2", "c2_candidates", 50, _c2_budget, 900, 50),
     ("C2", "c2_time_budget_s", 100, _c2_budget, 900, 100),
+    ("C2", "c2_default_candidates", 4, _probe("c2_default_candidates"), 8, 4),
+    ("C2", "c2_default_time_budget_s", 60, _probe("c2_default_time_budget_s"), 120, 60),
     ("C2", "c2_alpha", 0.05, _probe("c2_alpha"), 1e-3, 0.05),
     ("C2", "c2_sampled_tolerance", 0.2, _probe("c2_sampled_tolerance"), 0.05, 0.2),
     ("C2", "c2_confidence", 0.9, _probe("c2_confidence"), 0.99, 0.9),

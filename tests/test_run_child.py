@@ -234,7 +234,7 @@ def test_needs_gpu_from_the_shim(data: Path, tmp_path: Path) -> None:
     pytest.importorskip("torch")
     r = go(SCRIPTS / "needs_gpu.py", data, tmp_path, timeout=120)
     assert r.reason == "needs_gpu", r.message + r.stderr_tail
-    assert r.message.startswith("needs GPU: CUDA graph capture") and "needs_gpu.py:4" in r.message
+    assert r.message.startswith("needs GPU: CUDA extension build") and "needs_gpu.py:4" in r.message
     assert r.needs_gpu and r.needs_gpu[0]["site"] == "needs_gpu.py:4"
 
 

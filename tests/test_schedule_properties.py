@@ -14,7 +14,8 @@ so it touches chunk d's targets and the last target of chunk d-1. Ground truth (
 U = the chunks any update or insert used before a score of c:
     C1 fails  iff some score of c has max(U) >= c        (its distribution depends on a position >= a target)
     C3 fails  iff some score of c has c or c+1 in U      (a state change used one of c's targets before c was scored)
-    C4 fails  iff some chunk is scored twice into the sum, or by a min over passes
+    C4 fails  iff some chunk is scored twice into the sum, or by a min over passes, except the one repeat
+              accepted records show: the last chunk scored again from the same state (a C4 WARN)
 
 What the verdict must do: a legal schedule gets no FAIL at all; an illegal one FAILs every rule the truth
 fails, with two documented imprecisions of the trace, both on the safe side: (1) an update's positions are
@@ -93,6 +94,23 @@ def ground_truth(steps) -> dict[str, bool]:
     return fail
 
 
+def tail_defect_only(n: int, steps) -> bool:
+    """C4's one accepted repeat (RULES.md as the maintainers read it): the last chunk scored a second time by
+    plain scoring from the same state (no update or insert between its two scores) and nothing else repeated
+    or combined. Accepted sliding-window records re-score their final block this way: a counting defect,
+    which the verdict must call WARN (never PASS, never FAIL)."""
+    kinds = [(k, a) for k, a in steps if k in ("score", "rescore", "min")]
+    if any(k == "min" for k, _ in kinds):
+        return False
+    counts: dict[int, int] = {}
+    for _, c in kinds:
+        counts[c] = counts.get(c, 0) + 1
+    if {c for c, m in counts.items() if m > 1} != {n - 1} or counts[n - 1] != 2:
+        return False
+    at = [i for i, (k, a) in enumerate(steps) if k in ("score", "rescore") and a == n - 1]
+    return not any(k in ("update", "insert") for k, _ in steps[at[0]:at[1]])
+
+
 class Model(torch.nn.Module):
     """Bigram-style: the distribution for target t depends on token t-1 only (causal)."""
 
@@ -169,11 +187,25 @@ def execute(n: int, steps, cache: bool, tmp: Path, raw: np.ndarray | None = None
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(sched=schedules())
-# the last chunk scored twice into the reported mean by the same state (no update between): a rescore
+# the last chunk scored twice into the reported mean by the same state (no update between): the accepted
+# sliding-window tail defect, a C4 WARN; after an update between, a second look: a C4 FAIL
 @example(sched=(3, [("score", 0), ("score", 1), ("score", 2), ("score", 2)], False))
+@example(sched=(3, [("score", 0), ("score", 1), ("score", 2), ("update", frozenset({0})), ("score", 2)], False))
+# repeats with equal counts of identical scores: a part of the one consumed sum reproduces the mean by chance
+@example(sched=(2, [("score", 0), ("score", 0), ("score", 1), ("min", 1), ("score", 1), ("score", 0)], False))
+@example(sched=(2, [("score", 0), ("score", 0), ("score", 1), ("score", 1), ("min", 1), ("update", frozenset({0})),
+                    ("score", 0), ("score", 1), ("insert", 0)], True))
+# a pass inferred from score order matches within tolerance, but the consumed sum holds a min over passes
+@example(sched=(3, [("score", 0), ("score", 1), ("update", frozenset({0})), ("score", 2),
+                    ("update", frozenset({0, 1})), ("score", 1), ("min", 1)], True))
 def test_verdict_equals_ground_truth(sched, tmp_path):
     n, steps, cache = sched
-    assert_verdict(ground_truth(steps), execute(n, steps, cache, tmp_path), steps, cache)
+    truth, verdict = ground_truth(steps), execute(n, steps, cache, tmp_path)
+    if tail_defect_only(n, steps):
+        c4 = next(r for r in verdict.results if r.rule_id == "C4")
+        assert c4.status is Status.WARN, ("tail defect not a C4 WARN", steps, cache, c4.summary)
+        truth["C4"] = False  # what is left to hold: C1 and C3 as for any schedule
+    assert_verdict(truth, verdict, steps, cache)
 
 
 def assert_verdict(truth: dict[str, bool], verdict, steps, cache) -> None:

@@ -353,3 +353,14 @@ def test_property_any_chain_round_trips(body: str, chain: list[tuple[str, str]])
     assert u.depth == len(chain)
     expected = [lab for comp, enc in reversed(chain) for lab in (ENCODINGS[enc][3], COMPRESSORS[comp][3])]
     assert u.layers == expected
+
+
+def test_compile_with_a_filename_expression_unwraps_the_source_alone():
+    """exec(compile(S, __file__ + "...", "exec")): the filename is not a literal, and need not be."""
+    payload = "".join(f"x{i} = {i} * 2  # a line of the decoded script\n" for i in range(200))
+    blob = base64.b85encode(lzma.compress(payload.encode())).decode()
+    wrapper = ("import lzma as L, base64 as B\n"
+               f'S = L.decompress(B.b85decode("{blob}")).decode()\n'
+               'exec(compile(S, __file__ + "::decoded", "exec"))\n')
+    u = unwrap_source(wrapper)
+    assert u.wrapped and u.source == payload

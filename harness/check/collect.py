@@ -22,9 +22,17 @@ class CheckState:
     logs: list[Any] = field(default_factory=list)
     totals: ByteTotals | None = None
     runs: list[Any] = field(default_factory=list)  # logs.SeedRun: one per seed (train log + eval logs)
-    input_errors: list[str] = field(default_factory=list)
+    input_errors: list[str] = field(default_factory=list)  # what the harness cannot read at all (exit 3)
     notes: list[str] = field(default_factory=list)
     unaccounted: Any = None
+    claimed: Any = None  # claimed.ClaimedRuns: the runs the submission claims, and the logs set aside
+    unreadable_logs: list[str] = field(default_factory=list)  # empty or binary logs (S1 says so)
+    compressed: Any = None  # code_size.CompressedCode: the harness's own self-extracting form of the script
+
+    @property
+    def claimed_runs(self) -> list[Any]:
+        """The claimed runs (logs.SeedRun) when they were told apart, else every run."""
+        return list(self.claimed.runs) if self.claimed is not None else list(self.runs)
 
 
 def jsonable(x: Any) -> Any:
@@ -47,10 +55,10 @@ def collect(path: str | Path, artifact: str | None = None, score_tag: str | None
 
     sub = load_submission(path, artifact)
     st = CheckState(sub=sub)
-    for m in sub.missing:
-        st.input_errors.append(f"{sub.path}: missing {m}")
-    if sub.claims_error:
-        st.input_errors.append(sub.claims_error)
+    # a missing README, submission.json or log is paperwork (S1 FAIL); only a folder without any script
+    # to check is input the harness cannot read at all
+    if sub.script is None:
+        st.input_errors.append(f"{sub.path}: missing train_gpt.py (no script to check)")
     if sub.script is not None:
         try:
             st.unwrapped = unwrap_file(sub.script)
@@ -72,37 +80,110 @@ def collect(path: str | Path, artifact: str | None = None, score_tag: str | None
         if summary.final is None:
             why = "; ".join(summary.warnings) if summary.warnings else "no line carrying val_bpb"
             unreadable = any(w == "empty file" or "binary garbage" in w for w in summary.warnings)
-            if unreadable:
-                st.input_errors.append(f"{lp}: no reported score ({why})")
+            if unreadable:  # paperwork: S1 names it
+                st.unreadable_logs.append(f"{lp.name}: no reported score ({why})")
             else:  # e.g. an ablation or quantization-study log beside the seed logs
                 st.notes.append(f"{lp.name}: no reported score ({why}); not counted as a seed log")
-    if st.logs and all(lg.final is None for lg in st.logs):
-        st.input_errors.append(f"{sub.path}: no log states a final score")
     st.runs = seed_runs(st.logs)
     return st
 
 
-def _model_bytes(st: CheckState) -> tuple[int | None, str]:
+def claim_runs(st: CheckState, train_budget_s: float, tol: float) -> None:
+    """Tell the claimed runs from the other logs (harness.check.claimed), into the state."""
+    from harness.check.claimed import find_claimed_runs
+
+    readme = None
+    if st.sub.readme is not None:
+        try:
+            readme = st.sub.readme.read_text(encoding="utf-8", errors="replace")[:2_000_000]
+        except OSError:
+            readme = None
+    st.claimed = find_claimed_runs(st.logs, st.sub.claims, readme, root=st.sub.path,
+                                   train_budget_s=train_budget_s, tol=tol)
+
+
+def _run_model_bytes(run: Any) -> tuple[int | None, str]:
+    """A claimed run's compressed model bytes as its logs state them (or its total less its stated code)."""
+    name = Path(run.logs[0].path).name if run.logs else "?"
+    if run.model_bytes is not None:
+        return run.model_bytes, f"log {name}"
+    if run.total_bytes is not None:
+        code = run.code_bytes or 0
+        return run.total_bytes - code, f"log {name} (its total less its stated code {code:,} B)"
+    return None, ""
+
+
+def run_models(st: CheckState) -> list[dict[str, Any]]:
+    """Per claimed run (and the folder's artifact): the model bytes B1 adds the code to."""
+    out: list[dict[str, Any]] = []
     art = st.artifact
     if art is not None and art.problem not in ("truncated", "unreadable"):
-        return art.file_bytes, f"artifact {Path(art.path).name}"
-    stated = [(lg.model_bytes, lg.path) for lg in st.logs if getattr(lg, "model_bytes", None)]
-    if stated:
-        b, p = max(stated)
-        return b, f"log {Path(p).name} (largest stated over {len(stated)} log(s))"
-    return None, "unknown"
+        out.append({"seed": None, "what": f"artifact {Path(art.path).name}", "model_bytes": art.file_bytes})
+    for run in st.claimed_runs:
+        mb, src = _run_model_bytes(run)
+        if mb is not None:
+            out.append({"seed": run.seed, "what": src, "model_bytes": mb,
+                        "stated_total": run.total_bytes, "stated_code": run.code_bytes})
+    return out
 
 
-def count_bytes(st: CheckState, cap: int) -> None:
-    """The byte totals (practised and strict) and the code nobody accounts for, into the state."""
+# a stated code size under this fraction of the file is a compressed count (minified + lzma/brotli gives
+# 15-35 %); a few percent under is a log of an earlier version of the readable script, not a compressed form
+COMPRESSED_FRACTION = 0.7
+
+
+def counts_compressed(st: CheckState, as_is: int) -> str | None:
+    """Why the submission counts its code compressed (a log or the claim states a code size well under
+    the file as it is), or None when it counts the file as it is."""
+    for run in st.claimed_runs:
+        lg = next((lg for lg in run.logs if lg.code_bytes is not None), None)
+        if lg is not None and lg.code_bytes < COMPRESSED_FRACTION * as_is:
+            return f"{Path(lg.path).name} states code size {lg.code_bytes:,} B (the file is {as_is:,} B)"
+    claims = st.sub.claims
+    if (claims is not None and claims.bytes_code is not None
+            and claims.bytes_code < COMPRESSED_FRACTION * as_is):
+        return f"submission.json states bytes_code {claims.bytes_code:,} (the file is {as_is:,} B)"
+    return None
+
+
+def count_bytes(st: CheckState, cap: int, always_compress: bool = False) -> None:
+    """The byte totals (as is, the harness's compressed form, strict; per claimed run) and the code nobody
+    accounts for, into the state."""
+    from harness.check.code_size import compressed_code
+
     sub = st.sub
     if sub.script is None:
         return
     source = st.source if st.source is not None else ""
     files = code_files(sub.script, source)
     st.unaccounted = unaccounted_code(sub.script, source, files)
-    mb, src = _model_bytes(st)
-    st.totals = byte_totals(files, cap, mb, src, st.unwrapped.source_bytes if st.unwrapped is not None else None)
+    models = run_models(st)
+    worst = max(models, key=lambda m: m["model_bytes"]) if models else None
+    st.totals = byte_totals(files, cap, worst["model_bytes"] if worst else None,
+                            (worst["what"] + (f" (largest of {len(models)})" if len(models) > 1 else ""))
+                            if worst else "unknown",
+                            st.unwrapped.source_bytes if st.unwrapped is not None else None)
+    t = st.totals
+    wrapped = st.unwrapped is not None and st.unwrapped.wrapped
+    why = counts_compressed(st, t.practised_code) if not wrapped else None
+    if wrapped:
+        t.harness_code, t.harness_recipe = t.practised_code, "the script already ships as a self-extracting form"
+    elif st.source is not None and (why or always_compress):
+        # minifying takes seconds: built when the submission counts its code compressed (or when asked)
+        st.compressed = compressed_code(st.source)
+        t.harness_code = min(st.compressed.bytes, t.practised_code)
+        t.harness_recipe = st.compressed.recipe
+        t.harness_notes = list(st.compressed.notes)
+    else:
+        t.harness_recipe = "not built: the submission counts the file as it is"
+    t.stated_code = sorted({r.code_bytes for r in st.claimed_runs if r.code_bytes is not None})
+    if why and t.harness_code is not None:
+        t.decided_code, t.counted_as = t.harness_code, f"compressed, as the submission counts it: {why}"
+    else:
+        t.decided_code, t.counted_as = t.practised_code, "the file as it is"
+    t.runs = [dict(m, total=m["model_bytes"] + t.decided_code) for m in models]
+    # strict: the script as B1 counts it plus every other code file it needs, as they are
+    t.strict_code = t.strict_code - t.practised_code + t.decided_code
 
 
 def log_section(lg: Any) -> dict:

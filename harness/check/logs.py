@@ -25,7 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from harness.check.score_lines import PrintedScore, ScoreLine, choose_reported, parse_line, parse_score_line
+from harness.check.score_lines import (
+    PrintedScore,
+    ScoreLine,
+    carries_score,
+    choose_reported,
+    parse_line,
+    parse_score_line,
+)
 from harness.check.score_lines import timed as _timed
 from harness.check.score_lines import to_ms as _to_ms
 from harness.errors import BadInput
@@ -41,7 +48,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)
 _PREFIXES = re.compile(
     r"^(?:\[(?:rank|default)\d+\]:\s*"  # torchrun: "[rank3]: ...", "--tee" gives "[default0]:..."
     r"|\[\d{4}-\d\d-\d\d[ T][\d:.,]+\]\s*"  # "[2026-03-18 14:38:12] ..."
-    r"|\d{4}-\d\d-\d\d[ T][\d:.,]+(?:Z|[+-]\d\d:?\d\d)?\s+(?:[A-Z]+\s+)?(?:-\s+)?)+"
+    r"|\d{4}-\d\d-\d\d[ T][\d:.,]+(?:Z|[+-]\d\d:?\d\d)?\s+(?:[A-Z]+\s+)?(?:-\s+)?"
+    r"|1\d{9}(?:\.\d+)?\s+)+"  # a Unix time stamp: "1776143356.801 Serialized model ..."
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
 _SOURCE_START = re.compile(r"""^(?:#!|\"\"\"|'''|import\s+\w|from\s+[\w.]+\s+import\b)""")
@@ -79,6 +87,9 @@ _STOP = re.compile(r"^stopping_early\b.*?\bstep\s*[:=]\s*(\d+)\s*/\s*(\d+)")
 _SEED = re.compile(r"(?<![\w.])seed\s*[:=]\s*(\d+)\b", re.I)  # "seed:1337", "  seed: 42", "SEED=7"
 _SEED_IN_NAME = re.compile(r"seed[_-]?(\d+)|(?:^|[_-])s(\d+)$", re.I)
 _WORLD = re.compile(r"(?<![\w.])world_size\s*[:=]\s*(\d+)\b")
+# the wall-clock budget a run was given ("max_wallclock_seconds: 600.0", "MAX_WALLCLOCK_SECONDS=2400")
+_WALLCLOCK = re.compile(r"(?<![\w.])max_wallclock_seconds\s*[:=]\s*(\d+(?:\.\d*)?)", re.I)
+_STEP_AVG = re.compile(r"(?<![\w.])step_avg\s*[:=]\s*(\d+(?:\.\d*)?)\s*ms\b")
 
 _GPU_MODEL = r"(GH200|GB200|[HBA]\d{2,3}|L40S?|L4|T4|V100|P100|A10G?|RTX\s?\d{4}(?:\s?Ti)?)"
 # "8xH100", "8×H100", "8 x H100 SXM": the count the author states next to the GPU model
@@ -121,10 +132,14 @@ SIZE_PATTERNS: tuple[_SizePattern, ...] = (
     _sp("total", r"(?<![\w.])(?:total_bytes|bytes_total|submission_bytes|total_submission_bytes)\s*[:=]\s*<N>\b",
         "budget: bytes_total:15989499 cap:16000000"),
     _sp("total", r"^Size check \w+\s*:\s*<N>\s*/", "Size check PASSED: 15552158 / 16,000,000 (97.2%)"),
+    _sp("total", r"^budget\s*[:=]\s*<N>\s*/\s*\d", "budget:15993853/16000000 (15.99/16.00MB) FITS"),
     _sp("raw_total", r"^Total submission size\s*:\s*<N>\s*(?:bytes|B)?\b", "Total submission size: 67275034 bytes"),
+    _sp("model", rf"^Artifact(?: size)?\s*[:=]\s*<N>{_B}", "Artifact: 15,188,240 bytes (14.48 MB)"),
     _sp("code", rf"^Code size(?:\s*\([^)]*\))?\s*:\s*<N>{_B}", "Code size: 48140 bytes"),
     _sp("code", rf"(?<![\w.])code size\s*:\s*<N>{_B}", "export_only:code size: 66084 bytes"),
     _sp("code", r"(?<![\w.])code_(?:bytes|size)\s*[:=]\s*<N>\b", "code_bytes:48881 model_bytes:12569851"),
+    _sp("code", r"^artifact\s*:.*?(?<![\w.])code\s*[:=]\s*<N>\b",
+        "artifact:15.92MB ternary:64880640(14239486B) fp:2513744(2537376B) code:70853"),
 )
 
 
@@ -156,6 +171,8 @@ class LogSummary:
     # "train": the log shows training (step lines, train_time, stopping_early); "eval": it reports a score
     # but shows no training (a separate evaluation run, e.g. ngram_eval_seed42.log); "other": neither
     kind: str = "other"
+    max_wallclock_s: float | None = None  # the training budget the run was given (hyperparameter dump)
+    step_avg_ms: float | None = None  # the last step_avg a step line states
 
 
 # ------------------------------------------------------------------ parsing
@@ -177,6 +194,8 @@ class _Parser:
         self.cut_lines = 0
         self.seeds: list[int] = []
         self.world_size: int | None = None
+        self.wallclock: float | None = None
+        self.step_avg: float | None = None
         self.stop: tuple[int, int] | None = None
         self.last_step: tuple[int, int] | None = None
         self.train_time_step: float | None = None  # from step / stopping_early lines
@@ -212,7 +231,7 @@ class _Parser:
         self._hardware(line)
         self._meta(line)
         self._sizes(line)
-        if "val_bpb" in line:
+        if carries_score(line):
             self._score(line_no, line)
 
     def _hardware(self, line: str) -> None:
@@ -239,6 +258,14 @@ class _Parser:
             m = _WORLD.search(line)
             if m:
                 self.world_size = int(m.group(1))
+        if self.wallclock is None and "allclock" in line.lower():
+            m = _WALLCLOCK.search(line)
+            if m:
+                self.wallclock = float(m.group(1))
+        if "step_avg" in line:
+            m = _STEP_AVG.search(line)
+            if m:
+                self.step_avg = float(m.group(1))
         stop = _STOP.search(line)
         step = _STEP_LINE.match(line)
         if stop:
@@ -261,8 +288,8 @@ class _Parser:
 
     def _sizes(self, line: str) -> None:
         low = line.lower()
-        if "byte" not in low and "size" not in low:
-            return  # every size phrasing says bytes or size: skip the regexes on the other lines
+        if "byte" not in low and "size" not in low and "budget" not in low and "code:" not in low:
+            return  # every size phrasing says bytes, size, budget or code: skip the regexes on the other lines
         for p in SIZE_PATTERNS:
             m = p.regex.search(line)
             if m:
@@ -390,7 +417,7 @@ def _summarize(p: _Parser, path: str, score_tag: str | None, hit_cap: bool, extr
         model_bytes=p.sizes.get("model"), total_bytes=total, hardware=hardware, world_size=p.world_size,
         warnings=warnings, score_tag=score_tag, eval_time_source=eval_src, eval_time_sum_ms=eval_sum,
         raw_model_bytes=p.sizes.get("raw_model"), gpu_name=p.gpu_name, lines_read=p.n,
-        kind=_kind(p),
+        kind=_kind(p), max_wallclock_s=p.wallclock, step_avg_ms=p.step_avg,
     )
 
 
@@ -519,13 +546,27 @@ class SeedRun:
         return self.final_log or (self.logs[0].path if self.logs else "")
 
     @property
+    def final_summary(self) -> LogSummary | None:
+        """The log the reported score comes from."""
+        return next((lg for lg in self.logs if lg.path == self.final_log), self.logs[0] if self.logs else None)
+
+    @property
     def eval_time_ms(self) -> float | None:
-        """Evaluation time stated for the passes behind the reported score: the training log's, plus every
-        eval-only log's. None when an eval-only log states no time (unknown, not zero)."""
-        times = [lg.eval_time_ms for lg in self.logs if lg.final is not None]
-        if not times or any(t is None for t in times):
-            return None
-        return float(sum(times))
+        """Evaluation time stated for the pass behind the reported score: the log the score comes from.
+        An evaluation-only rerun of the seed replaces the training log's evaluation (a rerun evaluates
+        the same artifact again; its time never adds to the first evaluation's). None when unstated."""
+        lg = self.final_summary
+        return lg.eval_time_ms if lg is not None else None
+
+    @property
+    def eval_time_sum_ms(self) -> float | None:
+        """Every post-training evaluation the reported score's log states, added up."""
+        lg = self.final_summary
+        return lg.eval_time_sum_ms if lg is not None else None
+
+
+def seed_label(seed: int | None) -> str:
+    return "?" if seed is None else str(seed)
 
 
 def seed_runs(summaries: Iterable[LogSummary]) -> list[SeedRun]:
@@ -553,8 +594,8 @@ def seed_runs(summaries: Iterable[LogSummary]) -> list[SeedRun]:
         if len(rs) == 1:
             run = rs[0]
             run.logs.append(lg)
-            run.warnings.append(f"reported score from {Path(lg.path).name} (evaluation-only log) after "
-                                f"{Path(run.logs[0].path).name}")
+            run.warnings.append(f"reported score from {Path(lg.path).name} (an evaluation-only rerun of seed "
+                                f"{seed_label(lg.seed)}): it replaces the evaluation in {Path(run.logs[0].path).name}")
             run.final, run.final_log = lg.final, lg.path
         else:
             run = SeedRun(seed=lg.seed, logs=[lg], final=lg.final, final_log=lg.path)

@@ -3,11 +3,12 @@
 Shared by log parsing (harness.check.logs: a submission's logs) and the runner / probes (harness.run,
 harness.probes: a run's live output), so `harness check` and `harness check --run` pick the same line.
 
-- ``parse_score_line``: a cleaned log line carrying a numeric ``val_bpb`` (``val_loss`` optional)
-  -> ``ScoreLine`` with its tag (the text before the first val_loss / val_bpb key, ``step`` for
+- ``parse_score_line``: a cleaned log line carrying a numeric ``val_bpb`` (``val_loss`` optional), or
+  naming one as ``<words> BPB: <x>`` (``Quantized BPB: 1.027163``) -> ``ScoreLine`` with its tag (the text before the first val_loss / val_bpb key, ``step`` for
   training-time validation lines), ``eval_time`` in ms when it has a unit;
 - ``parse_line``: a line of a run's output in the baseline format
-  ``<tag> val_loss:<x> val_bpb:<y> [eval_time:<t>ms]`` -> ``PrintedScore`` (with its arrival time);
+  ``<tag> val_loss:<x> val_bpb:<y> [eval_time:<t>ms]``, or ``<words> BPB: <x>`` -> ``PrintedScore``
+  (with its arrival time);
 - ``choose_reported``: the reported score among parsed lines: the last line with the score tag
   (exact, else case-insensitive), else the last line that is not a training-time validation
   (``step`` / ``step:N/M``), else the last;
@@ -77,11 +78,41 @@ def _tag_of(line: str) -> tuple[str, int | None]:
     return head, None
 
 
+# "Quantized BPB: 1.027163", "Quantized BPB (no XSA): 1.027811", "TTT BPB:   1.0412": a few words then
+# BPB (an optional parenthesised note) and the number, at the start of the line; the words are the tag
+_NAMED_BPB = re.compile(
+    rf"^(?P<tag>(?:[A-Za-z][\w.+-]*\s+){{0,4}})BPB(?P<note>\s*\([^)]*\))?\s*[:=]\s*(?P<num>{NUM})(?![\w.])")
+_NAMED_LOSS = re.compile(rf"(?<![\w.])(?:val_)?loss\s*[:=]\s*({NUM})(?![\w.])", re.I)
+
+
+# summaries over seeds or runs, and comparisons, are not a run's score
+_NOT_A_SCORE = {"mean", "avg", "average", "best", "worst", "std", "delta", "diff", "target", "baseline", "previous",
+                "prev", "sota", "record", "median", "min", "max", "expected", "improvement"}
+
+
+def _named_bpb(line_no: int, line: str) -> ScoreLine | None:
+    m = _NAMED_BPB.match(line.strip())
+    if not m:
+        return None
+    words = m.group("tag").lower().split()
+    if any(w.strip(".:") in _NOT_A_SCORE for w in words):
+        return None
+    tag = (m.group("tag") + "BPB" + (m.group("note") or "")).strip()
+    et = _EVAL_TIME.search(line)
+    ml = _NAMED_LOSS.search(line, m.end())
+    return ScoreLine(tag=tag, val_loss=float(ml.group(1)) if ml else None, val_bpb=float(m.group("num")),
+                     eval_time_ms=to_ms(et.group(2), et.group(1), et.group(3)) if et else None,
+                     line_no=line_no, text=line[:_TEXT_KEEP])
+
+
 def parse_score_line(line_no: int, line: str) -> tuple[ScoreLine | None, bool]:
-    """(the score on a cleaned log line, or None; whether its eval_time was ignored for lacking a unit)."""
+    """(the score on a cleaned log line, or None; whether its eval_time was ignored for lacking a unit).
+
+    Lines carrying ``val_bpb`` (tagged or not), and lines that name a score ``<words> BPB: <x>``
+    (``Quantized BPB: 1.027163``)."""
     mb = _VAL_BPB.search(line)
     if not mb:
-        return None, False  # "val_bpb:enabled tokenizer_kind=..." and friends
+        return _named_bpb(line_no, line), False  # "val_bpb:enabled tokenizer_kind=..." gives None
     ml = _VAL_LOSS.search(line)
     et = _EVAL_TIME.search(line)
     eval_ms = None
@@ -145,7 +176,11 @@ def parse_line(line: str, t: float | None = None) -> PrintedScore | None:
     text = _RANK_PREFIX.sub("", line.rstrip("\r\n"))
     m = _SCORE.search(text)
     if m is None:
-        return None
+        named = _named_bpb(0, text)  # "Quantized BPB: 1.027163" (the same forms a log's lines take)
+        if named is None:
+            return None
+        return PrintedScore(tag=named.tag, val_loss=named.val_loss, val_bpb=named.val_bpb, line=text.strip(),
+                            eval_time_ms=named.eval_time_ms, t=t)
     before = text[: m.start()].split()
     tag = before[-1] if before else ""
     ev = _RUN_EVAL_TIME.search(text, m.end())
@@ -160,7 +195,8 @@ def parse_line(line: str, t: float | None = None) -> PrintedScore | None:
 
 
 def carries_score(line: str) -> bool:
-    return "val_bpb" in line
+    """Whether a line may carry a score (cheap; parse_score_line / parse_line decide)."""
+    return "val_bpb" in line or "BPB" in line
 
 
 def script_times(text: str, reported: PrintedScore | None = None) -> dict[str, float]:

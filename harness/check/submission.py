@@ -34,6 +34,13 @@ class Claims:
     seeds: list[int] = field(default_factory=list)
     # seed -> {"val_bpb": .., "val_loss": .., "artifact_bytes": ..}
     per_seed: dict[int, dict[str, float]] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)  # where each claim was read ("results.mean_val_bpb")
+
+    @property
+    def empty(self) -> bool:
+        """No score, size or seed claimed anywhere (S2 has nothing to compare)."""
+        return (self.val_bpb is None and self.val_loss is None and self.bytes_total is None
+                and self.bytes_code is None and not self.seeds and not self.per_seed)
 
 
 @dataclass
@@ -92,36 +99,102 @@ def parse_claims(path: Path) -> Claims:
         raise BadInput(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     if not isinstance(raw, dict):
         raise BadInput(f"{path}: expected a JSON object, found {type(raw).__name__}")
-    c = Claims(raw=raw)
-    c.val_bpb = _num(raw.get("val_bpb", raw.get("mean_val_bpb")))
-    c.val_loss = _num(raw.get("val_loss", raw.get("mean_val_loss")))
-    c.bytes_total = _int(raw.get("bytes_total", raw.get("artifact_bytes", raw.get("total_bytes"))))
-    c.bytes_code = _int(raw.get("bytes_code", raw.get("code_bytes")))
-    hw = raw.get("hardware", raw.get("gpu"))
-    c.hardware = str(hw) if hw is not None else None
-    seeds = raw.get("seeds")
-    if isinstance(seeds, list):
-        c.seeds = [s for s in (_int(x) for x in seeds) if s is not None]
-    per = raw.get("seed_results", raw.get("per_seed", raw.get("seed_scores")))
-    if isinstance(per, dict):
-        items = per.items()
-    elif isinstance(per, list):
-        items = ((e.get("seed"), e) for e in per if isinstance(e, dict))
-    else:
-        items = ()
-    for k, v in items:
-        seed = _int(k)
-        if seed is None:
+    return claims_from(raw)
+
+
+# claim fields under the names records use; searched at the top level, then in nested objects
+# ("results": {"mean_val_bpb": ..}, "metrics", "summary" ...), the first name found wins
+_CLAIM_NAMES: dict[str, tuple[str, ...]] = {
+    "val_bpb": ("val_bpb", "mean_val_bpb", "val_bpb_mean", "mean_bpb", "bpb"),
+    "val_loss": ("val_loss", "mean_val_loss", "val_loss_mean"),
+    "bytes_total": ("bytes_total", "artifact_bytes", "total_bytes", "artifact_bytes_max", "submission_bytes"),
+    "bytes_code": ("bytes_code", "code_bytes"),
+    "hardware": ("hardware", "gpu"),
+}
+_PER_SEED_NAMES = ("seed_results", "per_seed", "seed_scores", "seeds", "results_per_seed")
+_PER_SEED_KEYS: dict[str, tuple[str, ...]] = {
+    "val_bpb": ("val_bpb", "bpb", "final_val_bpb"),
+    "val_loss": ("val_loss", "final_val_loss"),
+    "artifact_bytes": ("artifact_bytes", "bytes_total", "total_bytes"),
+}
+_SEED_KEY = re.compile(r"^seed[_-]?(\d+)$", re.I)
+
+
+def _nested(raw: dict[str, Any], depth: int = 2) -> list[tuple[str, dict[str, Any]]]:
+    """(path, object) for raw and the objects nested in it (not per-seed tables), breadth first."""
+    out, todo = [], [("", raw, 0)]
+    while todo:
+        path, d, lvl = todo.pop(0)
+        out.append((path, d))
+        if lvl >= depth:
             continue
-        entry: dict[str, float] = {}
-        if isinstance(v, dict):
-            for key in ("val_bpb", "val_loss", "artifact_bytes", "bytes_total"):
-                val = _num(v.get(key))
-                if val is not None:
-                    entry[key] = val
-        elif _num(v) is not None:  # {"1337": 1.2345} = val_bpb per seed
-            entry["val_bpb"] = _num(v)  # type: ignore[assignment]
-        c.per_seed[seed] = entry
+        for k, v in d.items():
+            if isinstance(v, dict) and k not in _PER_SEED_NAMES and not _SEED_KEY.match(k) and _int(k) is None:
+                todo.append((f"{path}{k}.", v, lvl + 1))
+    return out
+
+
+def _seed_entry(v: Any) -> dict[str, float]:
+    entry: dict[str, float] = {}
+    if isinstance(v, dict):
+        for key, names in _PER_SEED_KEYS.items():
+            val = next((x for x in (_num(v.get(n)) for n in names) if x is not None), None)
+            if val is not None:
+                entry[key] = val
+    elif _num(v) is not None:  # {"1337": 1.2345} = val_bpb per seed
+        entry["val_bpb"] = _num(v)  # type: ignore[assignment]
+    return entry
+
+
+def claims_from(raw: dict[str, Any]) -> Claims:
+    """The claims of a submission.json object, normalised (see _CLAIM_NAMES); ``fields`` says where each
+    was read, e.g. {"val_bpb": "results.mean_val_bpb"}."""
+    c = Claims(raw=raw)
+    levels = _nested(raw)
+    for attr, names in _CLAIM_NAMES.items():
+        for path, d in levels:
+            name = next((n for n in names if d.get(n) is not None and not isinstance(d.get(n), (dict, list))), None)
+            if name is None:
+                continue
+            v = d[name]
+            val: Any = (str(v) if attr == "hardware" else _int(v) if attr.startswith("bytes") else _num(v))
+            if val is not None:
+                setattr(c, attr, val)
+                c.fields[attr] = path + name
+                break
+    for path, d in levels:
+        seeds = d.get("seeds")
+        if isinstance(seeds, list) and not c.seeds:
+            c.seeds = [s for s in (_int(x) for x in seeds) if s is not None]
+            c.fields.setdefault("seeds", path + "seeds")
+        for name in _PER_SEED_NAMES:
+            per = d.get(name)
+            if isinstance(per, dict):
+                items: Any = per.items()
+            elif isinstance(per, list) and name != "seeds":
+                items = ((e.get("seed"), e) for e in per if isinstance(e, dict))
+            else:
+                continue
+            for k, v in items:
+                seed = _int(k)
+                if seed is not None and seed not in c.per_seed:
+                    c.per_seed[seed] = _seed_entry(v)
+                    c.fields.setdefault("per_seed", path + name)
+        for k, v in d.items():  # "seed_1337": {...}
+            m = _SEED_KEY.match(k)
+            if m and isinstance(v, dict) and int(m.group(1)) not in c.per_seed:
+                c.per_seed[int(m.group(1))] = _seed_entry(v)
+                c.fields.setdefault("per_seed", path + "seed_<N>")
+        # {"val_bpb_seeds": {"42": 1.02}, "artifact_bytes_seeds": {"42": 15000000}}
+        for name, key in (("val_bpb_seeds", "val_bpb"), ("val_loss_seeds", "val_loss"),
+                          ("artifact_bytes_seeds", "artifact_bytes")):
+            per = d.get(name)
+            if isinstance(per, dict):
+                for k, v in per.items():
+                    seed, val = _int(k), _num(v)
+                    if seed is not None and val is not None:
+                        c.per_seed.setdefault(seed, {})[key] = val
+                        c.fields.setdefault("per_seed", path + name)
     if not c.seeds and c.per_seed:
         c.seeds = sorted(c.per_seed)
     return c
@@ -317,6 +390,11 @@ def load_submission(path: str | Path, artifact: str | Path | None = None) -> Sub
     if not folder.is_dir():
         raise BadInput(f"{folder}: not a folder (give the submission folder, records/<track>/<name>/)")
     script = next((folder / n for n in SCRIPT_NAMES if (folder / n).is_file()), None)
+    if script is None:  # the script a README / run.sh command launches (train_gpt_cuda_ternary.py)
+        from harness.check.configuration import find_entry_script
+
+        entry, _ = find_entry_script(folder)
+        script = folder / entry if entry else None
     readme = folder / "README.md" if (folder / "README.md").is_file() else None
     claims_path = folder / "submission.json" if (folder / "submission.json").is_file() else None
     claims, claims_error = None, None

@@ -416,6 +416,10 @@ class _Evaluator:
         func = self.ev(node.func)
         if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
             raise _Unresolvable("call with * or ** arguments")
+        if isinstance(func, _Ref) and func.name == "builtins.compile" and node.args:
+            # compile(S, F, 'exec'): only the source matters here; the filename and mode may be any
+            # expression (`__file__ + ...`) that the static evaluator cannot and need not resolve
+            return _Code(_text_or_bytes(self.ev(node.args[0]), "compile"))
         args = [self.ev(a) for a in node.args]
         kwargs = {k.arg: self.ev(k.value) for k in node.keywords if k.arg is not None}
         if isinstance(func, _Method):

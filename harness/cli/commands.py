@@ -1,7 +1,9 @@
 """One function per subcommand: compose the stages (check, run, probes, verdict), build one report,
 write it, render it, and return the exit code.
 
-    check    the folder's rows; with --run the run's rows merged in; with --probes the probes' rows merged in
+    check    the folder's rows; with --run the run's rows merged in (judged with what the folder's logs state
+             about training: harness.verdict.budgets.claimed_training), then the probes' rows: the cheap
+             ones (canary, sampled C2) unless --no-probes, the full ones with --probes
     run      the run's rows
     probe    the probes' rows
     verdict  the run's rows, re-judged from a saved run folder (no re-run)
@@ -18,7 +20,7 @@ from harness.config import Config
 from harness.errors import Exit, RunFailed
 from harness.merge import merge_rows
 from harness.probes.results import merge_rule_results, probes_section_lines
-from harness.probes.session import PROBES
+from harness.probes.session import PROBES, probe_params
 from harness.probes.stage import probe_rule_results
 from harness.report.build import finalize, fold_stage, new_report, write_outputs
 from harness.report.console import print_rules, render_report
@@ -29,39 +31,67 @@ from harness.run.console import print_run_summary
 from harness.run.options import RunOptions
 from harness.run.result import BUDGET_REASONS, RunResult
 from harness.run.runner import run_submission
+from harness.verdict.budgets import ClaimedTraining, claimed_training
 
 
 def _say(line: str) -> None:
     sys.stderr.write(f"harness: {line}\n")
 
 
-def _run(path: str, cfg: Config, opts: RunOptions) -> tuple[RunResult, Judged]:
+def _run(path: str, cfg: Config, opts: RunOptions, claimed: ClaimedTraining | None = None
+         ) -> tuple[RunResult, Judged]:
     result = run_submission(path, cfg, **opts.kwargs())
     print_run_summary(result)
-    return result, judge_run(result, cfg)
+    return result, judge_run(result, cfg, claimed=claimed)
 
 
 def fold_probes(report: Report, path: str, cfg: Config, run_opts: RunOptions, probe_opts: ProbeOptions) -> None:
     """The probes' rows merged into the report's (trace) rows; a failed base run is a note, not a crash."""
     try:
-        rows, section = probe_rule_results(path, cfg, run_opts, probe_opts.which or PROBES)
+        rows, section = probe_rule_results(path, cfg, run_opts, probe_opts.which or PROBES, sampled=probe_opts.sampled)
     except RunFailed as e:
         report.notes.append(f"probes not decided: {e}")
         _say(str(e))
         return
     fold_stage(report, Stage(rows, sections={"probes": section}), merge_rule_results)
     report.rules.sort(key=lambda r: rule_order(r.rule_id))
+    cost = f"probes cost {section.get('wall_s', 0):.1f} s ({section.get('variants', 0)} variant streams" + (
+        ", cheap default: canary + sampled C2; --no-probes skips them" if probe_opts.sampled else "") + ")"
+    report.notes.append(cost)
+    _say(cost)
+
+
+def _why_no_probes(probes: ProbeOptions | None, result: RunResult, cfg: Config) -> str | None:
+    """Why the probes stay off after this run (None: run them). The cheap default is cheap only where a
+    variant is: each variant re-runs the evaluation, so a run longer than [probes] default_budget_s / 2
+    (two variants at least) skips them and says so; --probes always runs them."""
+    if probes is None:
+        return None
+    if result.failed:
+        return "the run failed"
+    budget = float(probe_params(cfg)["default_budget_s"])
+    if probes.sampled and 2 * result.wall_s > budget:
+        return (f"the run took {result.wall_s:.0f} s and each probe variant re-runs its evaluation, past the "
+                f"cheap probes' {budget:.0f} s budget ([probes] default_budget_s); C2 is decided with --probes")
+    return None
 
 
 def check(o: Options, cfg: Config) -> int:
     report = new_report(o.path, "check", cfg)
-    fold_stage(report, check_folder(o.path, cfg, o.check))
+    folder = check_folder(o.path, cfg, o.check)
+    fold_stage(report, folder)
     if o.run is not None:
-        result, judged = _run(o.path, cfg, o.run)
+        # the run's B2 sizes reads after the script's training clock by what the claimed runs' logs state
+        claimed_logs = [lg for lg in folder.sections.get("logs") or () if lg.get("claimed", True)]
+        result, judged = _run(o.path, cfg, o.run, claimed_training(claimed_logs))
         fold_stage(report, judged, partial(merge_rows, label="run"))
         if result.failed:
             _say(f"run failed: {result.reason}: {result.message}")
-        if o.probes is not None:
+        skip = _why_no_probes(o.probes, result, cfg)
+        if skip:
+            report.notes.append(f"probes not run: {skip}")
+            _say(f"probes not run: {skip}")
+        elif o.probes is not None:
             fold_probes(report, o.path, cfg, o.run, o.probes)
     finalize(report, cfg)
     write_outputs(report, o.out.json, o.out.markdown)
@@ -71,7 +101,7 @@ def check(o: Options, cfg: Config) -> int:
     return int(report.exit_code)
 
 
-def _judged_report(o: Options, command: str, result: RunResult, judged: Judged) -> int:
+def _judged_report(o: Options, command: str, result: RunResult, judged: Judged, cfg: Config) -> int:
     """`harness run` and `harness verdict`: the run's rows; a failed run is one line and exit 4."""
     report = new_report(o.path, command, cfg)
     fold_stage(report, judged)
@@ -87,13 +117,13 @@ def _judged_report(o: Options, command: str, result: RunResult, judged: Judged) 
 
 def run(o: Options, cfg: Config) -> int:
     result, judged = _run(o.path, cfg, o.run)
-    return _judged_report(o, "harness run", result, judged)
+    return _judged_report(o, "harness run", result, judged, cfg)
 
 
 def verdict(o: Options, cfg: Config) -> int:
     result = load_saved_run(o.path)
     print_run_summary(result)
-    return _judged_report(o, "verdict", result, judge_run(result, cfg))
+    return _judged_report(o, "verdict", result, judge_run(result, cfg), cfg)
 
 
 def probe(o: Options, cfg: Config) -> int:

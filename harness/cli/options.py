@@ -15,6 +15,10 @@ from harness.run.scale import parse_env_pairs
 @dataclass(frozen=True)
 class ProbeOptions:
     which: tuple[str, ...] = ()  # probe names; empty: all of them
+    sampled: bool = False  # the cheap default of check --run: canary + a sampled C2 that never PASSes
+
+
+CHEAP_PROBES = ProbeOptions(("canary", "c2"), sampled=True)
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,8 @@ class Outputs:
 @dataclass(frozen=True)
 class Options:
     """One subcommand's options. `run` is None unless the command runs the script (run, probe, check --run);
-    `probes` is None unless it runs the probes (probe, check --run --probes)."""
+    `probes` is None unless it runs the probes (probe; check --run: the cheap ones unless --no-probes, the
+    full ones with --probes)."""
 
     command: str
     path: str | None = None
@@ -60,6 +65,7 @@ def _run_options(args: argparse.Namespace, cfg: Config) -> RunOptions:
         trace=not args.no_trace,
         keep_workdir=bool(args.keep_workdir),
         score_tag=getattr(args, "score_tag", None) or None,
+        infer_env=not getattr(args, "no_infer_env", False),
     )
 
 
@@ -76,7 +82,11 @@ def options_from(args: argparse.Namespace, cfg: Config) -> Options:
             hints=not args.no_hints,
         )
         run = _run_options(args, cfg) if args.run else None
-        probes = ProbeOptions() if args.run and args.probes else None
+        probes = None
+        if args.run and args.probes:
+            probes = ProbeOptions()
+        elif args.run and not getattr(args, "no_probes", False):
+            probes = CHEAP_PROBES
         return Options(cmd, path, out, check=check, run=run, probes=probes)
     if cmd == "run":
         return Options(cmd, path, out, run=_run_options(args, cfg))

@@ -31,6 +31,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", default=None, help="folder for the run's ledger, logs and picture")
     g.add_argument("--no-trace", action="store_true", help="run without the token-access tracer")
     g.add_argument("--keep-workdir", action="store_true", help="keep the run's working copy")
+    g.add_argument("--no-infer-env", action="store_true",
+                   help="do not apply the configuration inferred from the folder (log dumps, README and "
+                        "run-script commands, its tokenizer, the claimed score line); --env still applies")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--reference-val-loss", type=float, default=None, help="previous record (nats), for B5")
     c.add_argument("--p-value", type=float, default=None, help="B5 significance level")
     c.add_argument("--run", action="store_true", help="also run the script (harness run) and fold it in")
-    c.add_argument("--probes", action="store_true", help="with --run: also run the behavioural probes")
+    c.add_argument("--probes", action="store_true",
+                   help="with --run: the full probes (whole-vocabulary C2, C1 perturbations, canary)")
+    c.add_argument("--no-probes", action="store_true",
+                   help="with --run: skip the cheap probes it runs by default (canary, sampled C2)")
     c.add_argument("--no-hints", action="store_true", help="skip static hints")
     _add_run_options(c)
 

@@ -181,3 +181,75 @@ def recompute(
     val_loss = total / pos.size
     val_bpb = (total / math.log(2.0)) / nbytes if nbytes > 0 else float("nan")
     return Recomputed(val_loss, val_bpb, int(pos.size), nbytes)
+
+
+# ------------------------------------------------------------------ token classes and the table's validation
+
+
+@dataclass(frozen=True)
+class TokenClasses:
+    """The token classes byte-counting bugs live in (C4: which class a printed val_bpb miscounts)."""
+
+    leading_space: np.ndarray  # bool [vocab]: an ordinary piece starting with "▁"
+    byte_fallback: np.ndarray  # bool [vocab]: <0x..> pieces (1 byte each)
+    control: np.ndarray  # bool [vocab]: control / unknown / unused / ids past the model (0 bytes)
+    pieces: tuple[str, ...]  # the piece of each id ("" past the model)
+
+
+def token_classes(tokenizer_path: str | os.PathLike[str], vocab_size: int | None = None) -> TokenClasses:
+    sp = load_sentencepiece(tokenizer_path)
+    t = byte_tables(tokenizer_path, vocab_size)
+    n = int(sp.vocab_size())
+    fb = np.zeros(t.vocab_size, dtype=np.bool_)
+    fb[:n] = [bool(sp.is_byte(i)) for i in range(n)]
+    pieces = tuple(sp.id_to_piece(i) for i in range(n)) + ("",) * (t.vocab_size - n)
+    return TokenClasses(t.has_leading_space & ~t.is_boundary, fb, t.is_boundary.copy(), pieces)
+
+
+class TableCheck(NamedTuple):
+    ok: bool
+    documents: int
+    table_bytes: int
+    text_bytes: int
+    first_bad: int | None  # the first document (its BOS position) whose sums differ
+
+    def line(self) -> str:
+        if self.ok:
+            return (f"harness byte table validated on the served stream: {self.documents} documents, "
+                    f"{self.table_bytes} bytes by the table = {self.text_bytes} bytes of decoded UTF-8 text")
+        return (f"harness byte table does NOT match the decoded text: {self.table_bytes} bytes by the table vs "
+                f"{self.text_bytes} decoded ({self.documents} documents, first mismatch at position {self.first_bad})")
+
+
+def validate_tables(tokenizer_path: str | os.PathLike[str], val_tokens: np.ndarray, pos_bytes: np.ndarray,
+                    bos_id: int = 1, max_tokens: int = 2_000_000) -> TableCheck:
+    """Byte sums of the table against the decoded text, document by document (split at BOS): the table's
+    bytes of a document's targets must equal the UTF-8 length of the document's decoded text."""
+    sp = load_sentencepiece(tokenizer_path)
+    v = np.asarray(val_tokens)[:max_tokens]
+    b = np.asarray(pos_bytes)[: v.shape[0]]
+    starts = np.flatnonzero(v == bos_id).tolist()
+    if not starts or starts[0] != 0:
+        starts = [0] + starts
+    ends = starts[1:] + [int(v.shape[0])]
+    docs = tb = tx = 0
+    first_bad = None
+    pairs = list(zip(starts, ends))
+    if len(pairs) > 2:
+        pairs = pairs[:-1]  # the last document may be cut mid-character by the stream's end
+    for s, e in pairs:
+        ids = v[s:e]
+        body = ids[1:] if ids.size and int(ids[0]) == bos_id else ids
+        if body.size == 0:
+            continue
+        lo = s + (1 if int(ids[0]) == bos_id else 0)
+        table = int(b[lo:e].sum())
+        text = len(sp.decode([int(x) for x in body]).encode("utf-8"))
+        if lo == 0:  # the stream's first token is never a target: its own bytes are not in pos_bytes
+            continue
+        docs += 1
+        tb += table
+        tx += text
+        if table != text and first_bad is None:
+            first_bad = int(s)
+    return TableCheck(first_bad is None, docs, tb, tx, first_bad)

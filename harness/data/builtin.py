@@ -462,3 +462,121 @@ def main_data(opts: Any, cfg: Any) -> int:
     )
     console.print(f"use: --data-path {paths.data_dir} --tokenizer {paths.tokenizer}", soft_wrap=True)
     return int(Exit.COMPLIANT)
+
+
+# ---------------------------------------------------------------- data for a record's own tokenizer
+
+
+def tokenizer_digest(model_path: str | os.PathLike[str]) -> str:
+    return hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
+
+
+def build_with_tokenizer(model_path: Path, out_dir: Path) -> dict[str, Any]:
+    """Encode the built-in text with a record's own SentencePiece model into out_dir (an empty folder):
+    the model (copied), a validation and a training shard; return the manifest."""
+    import sentencepiece as spm
+
+    data = model_path.read_bytes()
+    try:
+        sp = spm.SentencePieceProcessor(model_proto=data)
+    except Exception as e:  # noqa: BLE001 - not a SentencePiece model
+        raise BadInput(f"{model_path}: not a SentencePiece model ({type(e).__name__})") from None
+    vocab = int(sp.vocab_size())
+    if vocab > 65536:
+        raise BadInput(f"{model_path}: {vocab} ids do not fit uint16 tokens")
+    docs = corpus_documents()
+    if not docs:
+        raise HarnessError("this Python installation ships no documentation text to build data from")
+    model = out_dir / model_path.name
+    model.write_bytes(data)
+    bos = sp.bos_id() if sp.bos_id() >= 0 else BOS_ID
+    encoded = encode_documents(sp, docs, bos_id=bos)
+    lengths = np.cumsum([len(e) for e in encoded])
+    n_val_docs = int(np.searchsorted(lengths, VAL_MIN_TOKENS, side="left")) + 1
+    if n_val_docs >= len(encoded):
+        raise BadInput(f"the built-in text is too small for {model_path.name}: no training documents left")
+    val = np.concatenate(encoded[:n_val_docs])
+    train = np.concatenate(encoded[n_val_docs:])
+    write_shard(out_dir / VAL_NAME, val)
+    write_shard(out_dir / TRAIN_NAME, train)
+    files = [model, out_dir / VAL_NAME, out_dir / TRAIN_NAME]
+    for p in files:
+        p.chmod(0o644)
+    out_dir.chmod(0o755)
+    manifest = {
+        "format": FORMAT,
+        "vocab_size": vocab,
+        "tokenizer": model.name,
+        "tokenizer_sha256": hashlib.sha256(data).hexdigest(),
+        "bos_id": bos,
+        "train_files": [TRAIN_NAME],
+        "val_files": [VAL_NAME],
+        "train_tokens": int(train.size),
+        "val_tokens": int(val.size),
+        "train_docs": len(encoded) - n_val_docs,
+        "val_docs": n_val_docs,
+        "source": {"python": ".".join(map(str, sys.version_info[:3])),
+                   "what": "the built-in text encoded with the submission's own tokenizer"},
+        "sha256": {p.name: _sha256(p) for p in files},
+        "bytes": {p.name: p.stat().st_size for p in files},
+    }
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return manifest
+
+
+def ensure_tokenizer_data(model_path: str | os.PathLike[str], cache_dir: str | Path | None = None,
+                          force: bool = False) -> DataPaths:
+    """The built-in text encoded with a submission's own tokenizer (its .model file), built once and
+    cached by the model's content hash under `<cache_dir>/tok-<sha256[:16]>/`: bytes per token are the
+    record's."""
+    src = Path(model_path).expanduser()
+    if not src.is_file():
+        raise BadInput(f"tokenizer not found: {src}")
+    import sentencepiece as spm
+
+    try:
+        vocab = int(spm.SentencePieceProcessor(model_file=str(src)).vocab_size())
+    except Exception as e:  # noqa: BLE001
+        raise BadInput(f"{src}: not a SentencePiece model ({type(e).__name__})") from None
+    root = _resolve_cache_dir(cache_dir)
+    final = root / f"tok-{tokenizer_digest(src)[:16]}"
+    if not force:
+        cached = _load_cached(final, vocab)
+        if cached is not None:
+            return cached
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.build-", dir=root))
+    except OSError as e:
+        raise BadInput(f"cannot create the data cache in {root} ({e.strerror or e})") from None
+    t0 = time.perf_counter()
+    try:
+        build_with_tokenizer(src, tmp)
+        _publish(tmp, final, vocab, force)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    paths = _load_cached(final, vocab)
+    if paths is None:
+        raise HarnessError(f"the data cache {final} is incomplete right after building it")
+    paths.build_seconds = time.perf_counter() - t0
+    return paths
+
+
+def byte_counts(model_path: str | os.PathLike[str], tokens: np.ndarray) -> np.ndarray:
+    """Per-token UTF-8 byte counts of a token stream under a SentencePiece model (a byte sidecar,
+    fineweb_val_bytes_*.bin): byte pieces 1, control/unknown pieces 0, others the bytes of the piece with
+    its leading-space marker as one space."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(model_path))
+    lut = np.zeros(max(int(sp.vocab_size()), 1), dtype=np.int64)
+    for i in range(sp.vocab_size()):
+        if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
+            continue
+        if sp.is_byte(i):
+            lut[i] = 1
+            continue
+        lut[i] = len(sp.id_to_piece(i).replace("\u2581", " ").encode("utf-8"))
+    t = np.asarray(tokens, dtype=np.int64)
+    t = np.clip(t, 0, lut.size - 1)
+    return lut[t].astype(np.uint16)

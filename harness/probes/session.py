@@ -40,7 +40,8 @@ REPLAY = "replay"
 # harness.toml override them). How the probes execute is set in harness.toml [probes]: EXECUTION names
 # those settings, their values come from the shipped harness.toml (never from code).
 PROBE_RULES = ("C2", "C1")
-EXECUTION = ("blocks", "fork", "jobs", "variant_timeout_s", "c2_batched", "c2_batched_max_tokens")
+EXECUTION = ("blocks", "fork", "jobs", "variant_timeout_s", "c2_batched", "c2_batched_max_tokens",
+             "default_budget_s")  # default_budget_s: when check --run's cheap default probes run (cli/commands)
 OPTIONAL_EXECUTION = ("seed",)  # unset: a fresh secret seed per session (stated in the report, so it can be replayed)
 
 

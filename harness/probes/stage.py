@@ -1,7 +1,10 @@
 """The probe stage: the behavioural probes on a submission, as rule rows and a report section. Used by
 `harness probe PATH` and `harness check --run --probes` (composed in harness.cli.commands).
 
-    probe_rule_results(path, cfg, run_opts, which=("c2", "c1", "canary")) -> (list[RuleResult], dict)
+    probe_rule_results(path, cfg, run_opts, which=("c2", "c1", "canary"), sampled=False) -> (rows, section)
+
+sampled=True is the cheap set `check --run` runs by default: C2 on c2_default_candidates sampled candidates
+(no whole-vocabulary stream), which can FAIL or stay INCONCLUSIVE but never PASS.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import numpy as np
 from harness.config import Config
 from harness.errors import BadInput, RunFailed
 from harness.probes.execute import HarnessExecutor
+from harness.probes.outcome import ProbeOutcome
 from harness.probes.results import rule_results
 from harness.probes.session import PROBES, block_length, blocks_for, probe_params, run_session, session_dir_name
-from harness.results import RuleResult
+from harness.results import RuleResult, Status
 from harness.run.options import RunOptions
 
 
@@ -62,7 +66,8 @@ def _env_for_block(cfg: Config, opts: Mapping[str, Any]) -> dict[str, str]:
 
 
 def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Mapping[str, Any] | None = None,
-                       which: Iterable[str] = PROBES) -> tuple[list[RuleResult], dict[str, Any]]:
+                       which: Iterable[str] = PROBES, sampled: bool = False
+                       ) -> tuple[list[RuleResult], dict[str, Any]]:
     """Run the probes on the submission at `path`; rule rows (checker "probe") and the report section.
 
     run_opts: how to run (RunOptions, or run_submission keyword arguments). The probes' own settings come
@@ -72,6 +77,10 @@ def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Map
     opts = run_opts.kwargs() if isinstance(run_opts, RunOptions) else dict(run_opts)
     which = tuple(dict.fromkeys(which or PROBES))
     params = probe_params(cfg, str(opts.get("device") or "cpu"))
+    if sampled:
+        params["c2_batched"] = False
+        params["c2_candidates"] = int(params["c2_default_candidates"])
+        params["c2_time_budget_s"] = float(params["c2_default_time_budget_s"])
     val, tok, vocab = _data(cfg, opts)
     tables = None
     if tok:
@@ -108,7 +117,22 @@ def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Map
         section["base_run"] = str(Path(base.out_dir) / "run.json")  # a traced run of the base stream
     if base is not None and getattr(base, "failed", False):
         raise RunFailed(f"the probe's base run failed: {base.reason}: {getattr(base, 'message', '')}")
+    if sampled:
+        outcomes = [_sampled_c2_cannot_pass(o) for o in outcomes]
+        section["outcomes"] = [o.to_dict() for o in outcomes]
+        section["mode"] = (f"cheap (default): canary and a sampled C2 ({params['c2_candidates']} candidates, can "
+                           "only FAIL or stay INCONCLUSIVE); --probes runs the full-vocabulary C2 and C1")
     return rule_results(outcomes, cfg), section
+
+
+def _sampled_c2_cannot_pass(o: ProbeOutcome) -> ProbeOutcome:
+    """A sample of the vocabulary cannot show a distribution is normalized: a PASS stays INCONCLUSIVE."""
+    if o.probe != "c2" or o.status is not Status.PASS:
+        return o
+    o.status = Status.INCONCLUSIVE
+    o.message = (f"{o.message.rstrip('.')}; a sampled C2 cannot pass (it does not see the tokens it did not "
+                 "draw): --probes runs the whole vocabulary.")
+    return o
 
 
 __all__ = ["probe_rule_results"]

@@ -18,12 +18,17 @@ def report_markdown(report: Report) -> str:
     out = [f"### Parameter Golf compliance: {report.status.value} ({report.command})", ""]
     out.append(f"`{report.submission}` — harness {report.harness_version}, schema {report.schema_version}, "
                f"{report.created}")
+    out += ["", "**Verdict**, in three parts:", ""]
+    for part in report.parts.values():
+        name, what = part.line().split(" — ", 1)
+        out.append(f"- {ICON[part.status]} {name} — {what}")
     acc = report.sections.get("accounting")
-    if acc and acc.get("practised", {}).get("total") is not None:
-        p, s = acc["practised"], acc["strict"]
-        out += ["", f"**Bytes** (cap {acc['cap']:,}): as practised **{p['total']:,}** "
-                f"(train_gpt.py {p['code']:,} + model {p['model']:,}); strict **{s['total']:,}** "
-                f"(all code files {s['code']:,}); model bytes from {acc['model_source']}."]
+    if acc:
+        from harness.report.console import bytes_lines
+
+        lines = bytes_lines(acc)
+        if lines:
+            out += ["", "**Bytes**: " + "<br>".join(_cell(x) for x in lines)]
     out += ["", "| rule | title | status | evidence |", "|---|---|---|---|"]
     for r in report.rules:
         out.append(f"| {r.rule_id} | {_cell(r.title)} | {ICON[r.status]} {r.status.value} | {_cell(r.summary)} |")
@@ -42,6 +47,18 @@ def report_markdown(report: Report) -> str:
         for h in report.hints[:30]:
             out.append(f"- `{h.where}` [{h.rule_id}] {h.message}")
         out += ["", "</details>"]
+    from harness.check.configuration import report_lines
+
+    conf_lines = report_lines(report.sections)
+    if conf_lines:
+        out += ["", "<details><summary>Configuration (as the record was run)</summary>", "", "```", *conf_lines,
+                "```", "", "</details>"]
+    from harness.report.console import claimed_lines
+
+    cl = claimed_lines(report.sections.get("claimed_runs"))
+    if cl:
+        out += ["", "<details><summary>Claimed runs and logs set aside</summary>", "", "```", *cl, "```", "",
+                "</details>"]
     timeline = report.sections.get("timeline_text")
     if timeline:
         out += ["", "<details><summary>Timeline</summary>", "", "```", timeline, "```", "", "</details>"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from harness.config import Config
 from harness.errors import BadInput
@@ -40,11 +41,12 @@ def failed_run_rules(result: RunResult, cfg: Config) -> list[RuleResult]:
     ]
 
 
-def judge_run(result: RunResult, cfg: Config) -> Judged:
+def judge_run(result: RunResult, cfg: Config, claimed: Any = None) -> Judged:
+    """claimed: what the folder's logs state about training (harness.verdict.budgets.claimed_training)."""
     if result.failed:
         return Judged(failed_run_rules(result, cfg), [f"run failed: {result.reason}: {result.message}"],
                       {"run": result.to_dict()}, source="runner")
-    v = verdict_for_run(result.ledger_dir, result, cfg)
+    v = verdict_for_run(result.ledger_dir, result, cfg, claimed=claimed)
     j = Judged(sorted(v.results, key=lambda r: rule_order(r.rule_id)), list(v.notes) + list(result.notes),
                {"run": result.to_dict()})  # result.notes: "source rewritten for Python 3.11: ..."
     try:

@@ -22,10 +22,12 @@ class RunOptions:
     trace: bool = True
     keep_workdir: bool = False
     score_tag: str | None = None
+    infer_env: bool = True  # apply the configuration inferred from the folder (harness.check.configuration)
 
     def kwargs(self) -> dict[str, Any]:
         """run_submission keyword arguments."""
         return {"device": self.device, "nproc": self.nproc, "scale": self.scale, "data_path": self.data_path,
                 "tokenizer": self.tokenizer, "vocab_size": self.vocab_size, "python": self.python,
                 "env": dict(self.env), "timeout": self.timeout, "out_dir": self.out_dir, "trace": self.trace,
-                "keep_workdir": self.keep_workdir, "score_tag": self.score_tag}
+                "keep_workdir": self.keep_workdir, "score_tag": self.score_tag,
+                "infer_env": self.infer_env}

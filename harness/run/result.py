@@ -87,6 +87,9 @@ class RunResult:
     # Python 3.11: N f-strings at lines ..."), and the details (harness.run.py312)
     notes: list[str] = field(default_factory=list)
     source_rewrite: dict[str, Any] = field(default_factory=dict)
+    # the configuration inferred from the folder and the environment applied, each value with its source
+    # (harness.check.configuration, harness.run.scale)
+    configuration: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -50,10 +50,27 @@ def default_out_dir(path: str | os.PathLike[str], run_cfg: dict[str, Any]) -> Pa
     return base / f"run-{stamp}-{name}-{uuid.uuid4().hex[:4]}"
 
 
+def _infer(path: str | os.PathLike[str], infer_env: bool) -> tuple[Any, list[str]]:
+    """The folder's inferred configuration (None for a lone script or --no-infer-env), and notes."""
+    p = Path(path).expanduser()
+    if not infer_env or not p.is_dir():
+        return None, (["configuration inference off (--no-infer-env): the script's defaults apply"]
+                      if not infer_env else [])
+    from harness.check.configuration import infer_configuration
+
+    try:
+        script, _ = locate_script(p)
+        return infer_configuration(p, script), []
+    except Exception as e:  # noqa: BLE001 - inference is an aid: a failure is a note, never a crash
+        return None, [f"configuration not inferred: {type(e).__name__}: {e}"]
+
+
 def _data_source(
     cfg: Config, scale: str, data_path: str | None, tokenizer: str | None, vocab_size: int | None,
+    conf: Any = None,
 ) -> tuple[str | None, str | None, int | None]:
-    """(data folder, tokenizer, vocab size): the user's, else the built-in data (harness.data.builtin)."""
+    """(data folder, tokenizer, vocab size): the user's, else the built-in data (harness.data.builtin):
+    encoded with the record's own tokenizer when it ships one, at the vocabulary it names otherwise."""
     if data_path:
         tok = tokenizer
         if tok is None:
@@ -66,8 +83,13 @@ def _data_source(
         return data_path, str(Path(tok).expanduser().resolve()) if tok else None, vocab_size
     if scale == "full":
         raise BadInput("--scale full needs --data-path (the real FineWeb shards and their tokenizer)")
-    from harness.data.builtin import ensure_data
+    from harness.data.builtin import ensure_data, ensure_tokenizer_data
 
+    if tokenizer is None and vocab_size is None and conf is not None and conf.tokenizer:
+        paths = ensure_tokenizer_data(conf.tokenizer, cache_dir=cfg.get("run", "cache_dir"))
+        return str(paths.data_dir), str(paths.tokenizer), int(paths.vocab_size)
+    if vocab_size is None and conf is not None and conf.vocab_size:
+        vocab_size = conf.vocab_size
     paths = ensure_data(vocab_size=vocab_size or 1024, cache_dir=cfg.get("run", "cache_dir"))
     tok = tokenizer or (str(paths.tokenizer) if getattr(paths, "tokenizer", None) else None)
     return str(paths.data_dir), tok, int(getattr(paths, "vocab_size", vocab_size or 1024))
@@ -80,6 +102,9 @@ def _tokenizer_vocab(path: str) -> int | None:
         return int(spm.SentencePieceProcessor(model_file=str(Path(path).expanduser())).vocab_size())
     except Exception:  # noqa: BLE001 - not a SentencePiece model: the script will say so
         return None
+
+
+_CLOCK_LINE = re.compile(r"train_time\s*[:=]\s*[\d.]+\s*m?s\b|stopping_early")
 
 
 class _Lines:
@@ -95,6 +120,8 @@ class _Lines:
     def on(self, stream: str) -> Any:
         def handle(line: str, now: float) -> None:
             if not carries_score(line):
+                if _CLOCK_LINE.search(line):  # the script's training clock (B2: reads after it stopped)
+                    self.ledger.emit("phase", name="train_clock", line=line.rstrip("\r\n")[:500], stream=stream)
                 return
             text = line.rstrip("\r\n")[:2000]
             self.ledger.emit("stdout", line=text, stream=stream)
@@ -127,6 +154,7 @@ def run_submission(
     keep_workdir: bool = False,
     score_tag: str | None = None,
     runtime_extra: dict[str, Any] | None = None,
+    infer_env: bool = True,
 ) -> RunResult:
     """Run the submission at `path` (a folder with train_gpt.py, or a script) and report how it went.
 
@@ -149,7 +177,8 @@ def run_submission(
     exe, pyver = resolve_python(python or run_cfg.get("python"))
     if val_tokens is None and scale == "tiny":
         val_tokens = int(run_cfg.get("val_tokens", DEFAULT_VAL_TOKENS))
-    src, tok, vocab = _data_source(cfg, scale, data_path, tokenizer, vocab_size)
+    conf, conf_notes = _infer(path, infer_env)
+    src, tok, vocab = _data_source(cfg, scale, data_path, tokenizer, vocab_size, conf)
     wd = prepare_workdir(path, run_cfg.get("work_root"))
     try:
         rewrite, refused = _rewrite_for_host(wd, exe, pyver)
@@ -157,11 +186,13 @@ def run_submission(
             return _not_launched(wd, out, ledger_dir, exe, pyver, device, nproc, scale, "needs_python", refused)
         served = serve_data(
             src, wd.data, out, tokenizer=tok, vocab_size=vocab, val_tokens=val_tokens, val_override=val_override,
+            byte_sidecar=bool(conf is not None and conf.needs_byte_sidecar),
         )
         return _launch(
             wd, served, cfg, run_cfg, out, ledger_dir, exe, pyver, device=device, nproc=nproc, scale=scale,
             env=env, timeout=timeout, trace=trace, vocab_for_env=vocab if (scale == "tiny" or vocab_size) else None,
             keep_workdir=keep_workdir, score_tag=score_tag, runtime_extra=runtime_extra, rewrite=rewrite,
+            conf=conf, conf_notes=conf_notes,
         )
     finally:
         if not keep_workdir:
@@ -172,15 +203,21 @@ def _launch(
     wd: Workdir, served: Served, cfg: Config, run_cfg: dict[str, Any], out: Path, ledger_dir: Path,
     exe: str, pyver: str, *, device: str, nproc: int, scale: str, env: dict[str, str] | None,
     timeout: float | None, trace: bool, vocab_for_env: int | None, keep_workdir: bool, score_tag: str | None,
-    runtime_extra: dict[str, Any] | None, rewrite: SourceRewrite | None = None,
+    runtime_extra: dict[str, Any] | None, rewrite: SourceRewrite | None = None, conf: Any = None,
+    conf_notes: list[str] | None = None,
 ) -> RunResult:
     run_id = f"harness_{uuid.uuid4().hex[:8]}"
     marker = uuid.uuid4().hex
+    scale_notes: list[str] = list(conf_notes or [])
+    sources: dict[str, str] = {}
     overrides = env_overrides(
         run_cfg, scale, data_dir=served.data_dir, tokenizer=served.tokenizer_link or served.tokenizer,
         data_root=served.data_root or None, vocab_size=vocab_for_env,
         run_id=run_id, device=device, nproc=nproc, user_env=env,
+        inferred=conf.applied_env() if conf is not None else None,
+        defaults=conf.defaults() if conf is not None else None, notes=scale_notes, sources=sources,
     )
+    configuration = _configuration_section(conf, overrides, sources)
     limits = BudgetLimits.from_config(cfg)
     enforce = scale == "full"
     if timeout is None:
@@ -278,6 +315,10 @@ def _launch(
 
     stdout_all = _read_text(out / "stdout.txt") + "\n" + _read_text(out / "stderr.txt")
     tag = score_tag if score_tag is not None else str(cfg.get("check", "score_tag", "") or "")
+    if not tag and conf is not None and conf.score_tag and any(
+            s.tag == conf.score_tag for s in lines.scores()):
+        tag = conf.score_tag  # the line whose value the submission claims (its logs); --score-tag overrides
+        configuration["score_tag_used"] = tag
     rep = pick_reported(lines.lines, tag)
     reason, message = classify(
         rc, killed, tracker, pumps["stderr"].tail(20000), {wd.script.name}, rep is not None,
@@ -354,11 +395,29 @@ def _launch(
         vocab_size=served.vocab_size,
         workdir=str(wd.root) if keep_workdir else None,
         score_lines=[vars(s) for s in lines.scores()],
-        notes=rewrite.notes() if rewrite else [],
+        notes=(rewrite.notes() if rewrite else []) + scale_notes,
         source_rewrite=rewrite.to_dict() if rewrite and rewrite.files else {},
+        configuration=configuration,
     )
     atomic_write_text(out / "run.json", result.to_json())
     return result
+
+
+def _configuration_section(conf: Any, overrides: dict[str, str], sources: dict[str, str]) -> dict[str, Any]:
+    """The inferred configuration and the environment applied, each value with its source."""
+    applied = conf.applied() if conf is not None else {}
+    env: dict[str, dict[str, str]] = {}
+    for k, v in overrides.items():
+        src = sources.get(k, "harness")
+        if src == "inferred" and k in applied:
+            a = applied[k]
+            src = f"{a.source} {a.where}"
+        elif src.startswith("tiny (scaled") and k in applied:
+            src += f"; record {applied[k].source} {applied[k].where}"
+        env[k] = {"value": v, "source": src}
+    d = conf.to_dict() if conf is not None else {"inferred": False}
+    d["applied_env"] = env
+    return d
 
 
 def _rewrite_for_host(wd: Workdir, exe: str, pyver: str) -> tuple[SourceRewrite | None, str | None]:

@@ -37,6 +37,7 @@ class Served:
     truncated: bool = False
     data_root: str = ""  # DATA_DIR: the challenge repo's layout, datasets/ and tokenizers/ under it
     tokenizer_link: str | None = None  # TOKENIZER_PATH: the model under data_root/tokenizers/
+    byte_sidecar: str | None = None  # fineweb_val_bytes_000000.bin, for scripts that read one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +94,7 @@ def serve_data(
     vocab_size: int | None,
     val_tokens: int | None,
     val_override: Any = None,
+    byte_sidecar: bool = False,
 ) -> Served:
     """Lay out `root` as the challenge repo's data folder (scripts read DATA_PATH, or DATA_DIR with
     datasets/fineweb10B_sp<V>/ and tokenizers/fineweb_<V>_bpe.model under it): links to the training
@@ -155,8 +157,16 @@ def serve_data(
     val_path = dest / VAL_SHARD_NAME
     write_shard(val_path, stream)
     np.save(npy, stream)
+    sidecar = None
+    if byte_sidecar and tokenizer:
+        # records that count bytes from a sidecar (CaseOps) read fineweb_val_bytes_*.bin beside the
+        # validation shard: per-token byte counts of the served stream under the served tokenizer
+        from harness.data.builtin import byte_counts
+
+        sidecar = dest / VAL_SHARD_NAME.replace("fineweb_val_", "fineweb_val_bytes_")
+        write_shard(sidecar, byte_counts(tokenizer, stream))
     return Served(
         str(dest), tokenizer, vocab_size, int(stream.size), str(npy), [str(val_path)], served_train,
-        source, truncated, **extra,
+        source, truncated, **extra, byte_sidecar=str(sidecar) if sidecar else None,
     )
 

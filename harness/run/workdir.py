@@ -39,15 +39,28 @@ class Workdir:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def entry_script(folder: Path) -> Path | None:
+    """The script a folder is run through: train_gpt.py, else the one its README or run script
+    launches (`torchrun ... train_gpt_cuda_ternary.py`), else its only train_gpt*.py."""
+    script = folder / SCRIPT_NAME
+    if script.is_file():
+        return script
+    from harness.check.configuration import find_entry_script
+
+    name, _ = find_entry_script(folder)
+    return folder / name if name else None
+
+
 def locate_script(path: str | os.PathLike[str]) -> tuple[Path, Path | None]:
-    """(script, folder to copy): a folder holding train_gpt.py, or a script file (copied alone)."""
+    """(script, folder to copy): a folder holding train_gpt.py (or the script its run command names),
+    or a script file (copied alone)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise BadInput(f"no such file or folder: {p}")
     if p.is_dir():
-        script = p / SCRIPT_NAME
-        if not script.is_file():
-            raise BadInput(f"{p}: no {SCRIPT_NAME} in this folder")
+        script = entry_script(p)
+        if script is None or not script.is_file():
+            raise BadInput(f"{p}: no {SCRIPT_NAME} in this folder (and no run command naming another script)")
         return script.resolve(), p.resolve()
     if p.suffix != ".py":
         raise BadInput(f"{p}: not a Python script (expected a submission folder or a train_gpt.py)")

@@ -22,7 +22,7 @@ from harness.results import RuleResult
 from harness.rules import RuleParams, decided_by, load_rules, rule_order
 from harness.verdict.access import check_b4, check_d1, check_d2, check_d3
 from harness.verdict.analysis import Analysis, analyze
-from harness.verdict.budgets import check_budget, timing
+from harness.verdict.budgets import ClaimedTraining, check_budget, late_train_reads, timing
 from harness.verdict.conditions import check_c1, check_c2, check_c3, check_c4
 from harness.verdict.passes import Printed
 
@@ -54,6 +54,8 @@ def judge(
     phases: Any = None,
     seq_lens: Sequence[int] = (),
     enabled: Iterable[str] | None = None,
+    claimed: ClaimedTraining | None = None,
+    classes: Any = None,
 ) -> Verdict:
     """Rule results for B2-B4, C1-C4, D1-D3 from one run's ledger.
 
@@ -61,6 +63,10 @@ def judge(
     pos_bytes[p]: bytes of target p (harness.bpb.stream_bytes); None: val_bpb is not recomputed.
     params/titles/severities: per rule id (default: rules/). seq_lens: sequence lengths the run used (the
     standard truncation of validation to a multiple of one of them, plus one, is not a skip).
+    claimed: what the submission's claimed runs (its logs) state about their training clock
+    (budgets.claimed_training); with training reads after the script's clock stopped it decides B2.
+    classes: the tokenizer's token classes (bpb.token_classes): a printed val_bpb below the recomputation
+    names the classes whose byte counts explain it.
     """
     rules = load_rules()
     # a rule's parameters: what `params` gives for it (a strict RuleParams from Config.rule_params, or a plain
@@ -83,12 +89,13 @@ def judge(
         "C1": check_c1(an),
         "C2": check_c2(an, params.get("C2", {})),
         "C3": check_c3(an),
-        "C4": check_c4(an, c4p, seq_lens),
+        "C4": check_c4(an, c4p, seq_lens, classes),
         "D1": check_d1(an, params.get("D1", {})),
         "D2": d2,
         "D3": d3,
         "B4": check_b4(d2, d3),
-        "B2": check_budget("B2", "train", tm, params.get("B2", {}), scale, run_reason),
+        "B2": check_budget("B2", "train", tm, params.get("B2", {}), scale, run_reason, late_train_reads(ledger),
+                           claimed),
         "B3": check_budget("B3", "eval", tm, params.get("B3", {}), scale, run_reason),
     }
     want = set(enabled) if enabled is not None else set(out)
@@ -175,13 +182,15 @@ def _load_val_tokens(folders: Sequence[Path]) -> np.ndarray | None:
     return None
 
 
-def verdict_for_run(ledger_dir: str | os.PathLike[str], run_result: Any, cfg: Any) -> Verdict:
+def verdict_for_run(ledger_dir: str | os.PathLike[str], run_result: Any, cfg: Any,
+                    claimed: ClaimedTraining | None = None) -> Verdict:
     """The verdict for a finished run: its ledger folder, the runner's RunResult, the user's Config.
 
     From run_result (attributes or mapping keys, all optional): reported (tag, val_loss, val_bpb),
     reason (why the run ended; a budget kill contains "budget"), phases, out_dir (holds
     val_tokens.npy), tokenizer (the SentencePiece model the served data was made with), vocab_size,
     scale ("tiny" | "full"), env (the environment overrides; *SEQ_LEN values explain truncation).
+    claimed: the claimed runs' stated training clock (budgets.claimed_training of the folder's logs).
     """
     d = Path(ledger_dir)
     if not d.exists():
@@ -194,6 +203,7 @@ def verdict_for_run(ledger_dir: str | os.PathLike[str], run_result: Any, cfg: An
     val_tokens = _load_val_tokens(folders)
     notes: list[str] = []
     pos_bytes = None
+    classes = None
     tok = _get(run_result, "tokenizer") if run_result is not None else None
     if val_tokens is not None and tok:
         from harness.data import bpb
@@ -201,6 +211,9 @@ def verdict_for_run(ledger_dir: str | os.PathLike[str], run_result: Any, cfg: An
         try:
             tables = bpb.byte_tables(tok, _get(run_result, "vocab_size"))
             pos_bytes = bpb.stream_bytes(tables, val_tokens)
+            classes = bpb.token_classes(tok, _get(run_result, "vocab_size"))
+            # the harness's own table, checked on every run against the decoded text of the served stream
+            notes.append(bpb.validate_tables(tok, val_tokens, pos_bytes).line() + f" (tokenizer {Path(tok).name})")
         except HarnessError as e:
             notes.append(f"val_bpb not recomputed: {e}")
     elif val_tokens is None:
@@ -227,6 +240,8 @@ def verdict_for_run(ledger_dir: str | os.PathLike[str], run_result: Any, cfg: An
         phases=_get(run_result, "phases") if run_result is not None else None,
         seq_lens=_seq_lens(run_result, cfg),
         enabled=(cfg.enabled & set(RULE_IDS)) if cfg is not None else None,
+        claimed=claimed,
+        classes=classes,
     )
     v.notes[:0] = notes
     v.analysis.notes[:0] = notes

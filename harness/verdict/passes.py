@@ -7,7 +7,11 @@ Candidates come from `consume` events (scores reaching a number that left torch)
   position repeats (a new pass began) and, in a second variant, also where a score line was printed;
 - one event cut at position repeats (a value that mixed several passes, e.g. a widened trace);
 - the same key on every rank, unioned (each rank consumes its own share before an all_reduce);
-- as a last resort, passes inferred from the order of grad-free scores (cut where a position repeats).
+- as a last resort, passes inferred from the order of grad-free scores (cut where a position repeats),
+  unless the number consumed last before the print combined several scores of one position (then the
+  print came from that number, and an inferred set that matches it is a coincidence).
+A part of one consume event is not taken when the event's recorded value could not be that part alone:
+the number carried every score of the event, repeats included.
 A candidate in which some position has several scores is also tried through a selection (min, max,
 mean, first, last per position): a match that needs one is a C4 violation, never a clean pass.
 The numbers are recomputed from the harness's own records: the NLL of each score and the bytes of
@@ -261,6 +265,48 @@ def _by_value(tables: TraceTables, printed: Printed, pos_bytes: np.ndarray | Non
     return None
 
 
+def last_consume_before_print(tables: TraceTables, ledger: Ledger):
+    """The last consume event carrying scores before the final score line (the last `reported` event, else
+    the last stdout line): the number the print most likely came from."""
+    prints = [i for i, e in enumerate(ledger.events) if e["kind"] == "reported"]
+    if not prints:
+        prints = [i for i, e in enumerate(ledger.events) if e["kind"] == "stdout"]
+    if not prints:
+        return None
+    before = [c for c in tables.consumes if c.order < prints[-1] and c.rows.size]
+    return before[-1] if before else None
+
+
+def _last_consume_mixes_passes(tables: TraceTables, ledger: Ledger) -> bool:
+    """The number consumed last before the score line combined several scores of one position (a min, a
+    sum of a rescore): then the print came from it, and a set inferred from score order that happens to
+    reproduce the print within tolerance is a coincidence, not the reported pass."""
+    last = last_consume_before_print(tables, ledger)
+    return last is not None and any(np.isin(c.rows, last.rows).any() for c in tables.combines)
+
+
+def _part_value_ok(tables: TraceTables, cand: Candidate, printed: Printed, tol_loss: float) -> bool:
+    """A part of one consume event stands for the reported pass only when the event's own value could be that
+    part alone (the trace widened the event to other scores). It cannot when the value is neither the part's
+    NLL sum nor its mean and is the sum of more scores than the part holds at the printed mean (value /
+    printed val_loss >= part size + 1/2): then the number carried every score of the event, repeats of a
+    position included, and the part reproduces the print only by coincidence (equal repeat counts of
+    identical scores give the same mean). Any other value (unknown, a bpb, a mean) leaves the part a
+    candidate."""
+    if not cand.key or cand.key[0] != "part" or not cand.consumes:
+        return True
+    rank, seq = cand.consumes[0]
+    ev = next((c for c in tables.consumes if c.rank == rank and c.seq == seq), None)
+    v = None if ev is None else ev.value
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+        return True
+    v, m = float(v), int(cand.rows.size)
+    total = float(np.sum(tables.nll[cand.rows]))
+    if abs(v - total) <= tol_loss * m or abs(v - total / max(m, 1)) <= tol_loss:
+        return True
+    return not (printed.val_loss > 0 and v / printed.val_loss >= m + 0.5)
+
+
 def find_reported_pass(
     tables: TraceTables,
     ledger: Ledger,
@@ -284,6 +330,8 @@ def find_reported_pass(
     def consider(cands: list[Candidate]) -> None:
         nonlocal tried
         for c in cands:
+            if not _part_value_ok(tables, c, printed, tol_loss):
+                continue
             p, v = tables.pos[c.rows], tables.nll[c.rows]
             selections = ("all",) + (SELECTIONS if _has_dup(p) else ())
             for sel in selections:
@@ -306,7 +354,7 @@ def find_reported_pass(
                 scored.append(((tier, c.inferred, sel != "all", gap, -c.rows.size, -c.last_row), m))
 
     consider(generate(tables, ledger))
-    if not any(k[0] == 0 for k, _ in scored):
+    if not any(k[0] == 0 for k, _ in scored) and not _last_consume_mixes_passes(tables, ledger):
         consider(inferred(tables))  # no consume event reproduces the numbers: try the order of scores
     best = min(scored, key=lambda x: x[0])[1] if scored else None
     if best is None:

@@ -155,7 +155,8 @@ def build_check_refs(src: str, helper_src: str, committed: Path) -> dict[str, by
         c["seeds"] = [1337, 42, 2024]
         c["seed_results"]["42"]["val_bpb"] = 1.1899
 
-    files |= folder("check_claims_disagree", src, expected="FAIL 1 S2", artifact=art, claims_edit=disagree,
+    # paperwork: a claim better than the logs support is S2 FAIL, shown as a paperwork WARN (exit 0)
+    files |= folder("check_claims_disagree", src, expected="FAIL 0 S2", artifact=art, claims_edit=disagree,
                     readme="submission.json claims a better mean val_bpb and a seed the logs do not have.")
     files |= folder("check_truncated_artifact", src, expected="FAIL 3 S3", artifact=art[: len(art) // 2],
                     model_bytes=len(art),
@@ -163,6 +164,7 @@ def build_check_refs(src: str, helper_src: str, committed: Path) -> dict[str, by
     wrapped = lzma_wrapped(src, committed / "check_wrapped_code" / "train_gpt.py")
     files |= folder("check_wrapped_code", wrapped, expected="PASS 0", artifact=art,
                     readme="train_gpt.py shipped as exec(lzma.decompress(b85decode(...))) of the compliant script.")
-    files |= folder("check_missing_files", src, expected="FAIL 3 S1", artifact=art, logs=False, claims=False,
+    # paperwork: missing logs and submission.json are S1 FAIL, never bad input; the artifact decides B1
+    files |= folder("check_missing_files", src, expected="FAIL 0 S1", artifact=art, logs=False, claims=False,
                     readme="No train logs and no submission.json.")
     return files

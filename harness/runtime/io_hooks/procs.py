@@ -6,7 +6,9 @@ library code (torch's compile workers, ctypes.util, a DataLoader) or another par
 runtime (the probes' fork server) is allowed; one asked for by the submission's own code, or by code
 with no file (exec of a string), is allowed only when its program is on the allow-list (settings extra
 `allow_subprocess`, default nvidia-smi; "fork" and "multiprocessing" name those kinds of start).
-Others raise PermissionError. RLIMIT_NPROC does not bind root, hence this layer.
+Others raise PermissionError. RLIMIT_NPROC does not bind root, hence this layer. On CPU runs the shim
+answers nvidia-smi and pyminify in-process (harness/runtime/shim/subprocs.py) before any of this: no
+process starts, so the allow-list is not consulted for them.
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@
 - an unguarded import with triton installed (the harness's `triton` extra, `pip install ".[triton]"`) and
   TRITON_INTERPRET=1 in the environment (the runner sets it on CPU runs unless the user set it): kernels
   run on the CPU through Triton's own interpreter (numpy). Every launch calls `on_kernel_launch`, which
-  records it (a `kernel_launch` ledger event per kernel and launching line) and, when the run is traced,
-  marks the tracer part `incomplete`: the interpreter computes through numpy, out of the tracer's sight,
-  so a kernel's outputs carry no provenance and the trace rules must not pass on them.
+  records it (a `kernel_launch` ledger event per kernel and launching line). In a traced run the tracer
+  follows provenance through the kernel (harness/runtime/tracer/kernels.py: the interpreter's loads,
+  stores and ops, exactly; a widening where it cannot); only when that fails is the tracer part marked
+  `incomplete`, so the trace rules cannot pass on outputs that carry no provenance.
 - an unguarded import otherwise: the script gets triton (the installed one, or else a stub package whose
   decorators work at definition time), and the first kernel *launch* ends the run:
   `needs GPU: Triton kernel <name> launch` (naming the extra when triton is not installed).
@@ -161,16 +162,15 @@ launches: dict[tuple[str, str], int] = {}  # (kernel, where) -> launches so far
 _marked_incomplete = False
 
 
-def on_kernel_launch(kernel_name: str, args: tuple[Any, ...], grid: Any, where: str | None) -> None:
+def on_kernel_launch(kernel_name: str, args: tuple[Any, ...], grid: Any, where: str | None,
+                     provenance: str = "untracked") -> None:
     """Called before every kernel launch run by Triton's CPU interpreter.
 
     Records the launch (a `kernel_launch` ledger event the first time each kernel is launched from each
-    line: name, where, grid, the tensor arguments' shapes) and, the first time in a traced run, marks
-    the tracer part incomplete (a `phase runtime_ready` event with parts {"tracer": "incomplete: ..."}):
-    the kernel reads and writes tensors through numpy, unseen by the tracer, so whatever flows through
-    it has no provenance. The verdict then cannot pass a trace rule on this run.
+    line: name, where, grid, the tensor arguments' shapes, and how its provenance is handled:
+    "followed" when the tracer follows it, "untracked" otherwise). With provenance "untracked" in a
+    traced run it marks the tracer part incomplete (see `mark_incomplete`).
     """
-    global _marked_incomplete
     where = where or "<unknown>"
     key = (kernel_name, where)
     n = launches.get(key, 0) + 1
@@ -178,14 +178,79 @@ def on_kernel_launch(kernel_name: str, args: tuple[Any, ...], grid: Any, where: 
     if n == 1:
         tensors = [list(a.shape) for a in args if hasattr(a, "shape") and hasattr(a, "dtype")][:16]
         state.emit("kernel_launch", site=where, name=kernel_name, where=where, grid=_short(grid),
-                   tensors=tensors, interpreter=True, provenance="untracked")
+                   tensors=tensors, interpreter=True, provenance=provenance)
+    if provenance == "untracked":
+        mark_incomplete(kernel_name, where, "the tracer does not see through this kernel, so its outputs "
+                                            "carry no provenance")
+
+
+def mark_incomplete(kernel_name: str, where: str | None, why: str) -> None:
+    """The first time in a traced run: a `phase runtime_ready` event with parts {"tracer": "incomplete:
+    ..."}; the verdict then cannot pass a trace rule on this run."""
+    global _marked_incomplete
     ctx = state.ctx
     if not _marked_incomplete and ctx is not None and getattr(ctx.settings, "trace", False):
         _marked_incomplete = True
         state.emit("phase", site="", name="runtime_ready", parts={
-            "tracer": f"incomplete: Triton kernel {kernel_name} (at {where}) ran in Triton's CPU interpreter; "
-                      f"the tracer does not see through kernels, so their outputs carry no provenance",
+            "tracer": f"incomplete: Triton kernel {kernel_name} (at {where or '<unknown>'}) ran in Triton's CPU "
+                      f"interpreter; {why}",
         })
+
+
+kernel_time: dict[str, list[float]] = {}  # kernel -> [launches, seconds in the interpreter (+ shadow)]
+
+
+def _emit_kernel_time() -> None:
+    """A `kernel_time` ledger event: per kernel, launches and seconds (bench/corpus_cpu.py reads the last)."""
+    state.emit("kernel_time", site="", kernels={k: [int(v[0]), round(v[1], 3)] for k, v in kernel_time.items()},
+               seconds=round(sum(v[1] for v in kernel_time.values()), 3),
+               launches=int(sum(v[0] for v in kernel_time.values())))
+
+
+def _traced_launch(kernel: Any, args: tuple[Any, ...], grid: Any, kwargs: dict[str, Any], launch: Any) -> Any:
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        return _traced_launch_inner(kernel, args, grid, kwargs, launch)
+    finally:
+        rec = kernel_time.setdefault(_kernel_name(kernel), [0, 0.0])
+        rec[0] += 1
+        rec[1] += time.perf_counter() - t0
+        n = sum(v[0] for v in kernel_time.values())
+        if n == 1:
+            import atexit
+
+            atexit.register(lambda: _safe(_emit_kernel_time))
+        if n % 50 == 0:
+            _safe(_emit_kernel_time)
+
+
+def _safe(fn: Any) -> None:
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - a closed ledger at exit
+        pass
+
+
+def _traced_launch_inner(kernel: Any, args: tuple[Any, ...], grid: Any, kwargs: dict[str, Any], launch: Any) -> Any:
+    name, where = _kernel_name(kernel), state.site()
+    try:
+        from harness.runtime import tracer
+
+        tr = tracer.current()
+    except Exception:  # noqa: BLE001
+        tr = None
+    if tr is None:
+        on_kernel_launch(name, args, grid, where)
+        return launch()
+    on_kernel_launch(name, args, grid, where, provenance="followed")
+    from harness.runtime.tracer import kernels
+
+    out, why = kernels.run_traced(tr, name, args, kwargs, launch)
+    if why is not None:
+        mark_incomplete(name, where, f"the tracer could not follow it ({why[:300]})")
+    return out
 
 
 def _short(grid: Any) -> str:
@@ -209,14 +274,129 @@ def interpret_launches(triton: ModuleType) -> None:
     orig_run = fn_cls.run
 
     def run(self: Any, *args: Any, grid: Any, warmup: bool, **kwargs: Any) -> Any:
-        if not warmup:
-            on_kernel_launch(_kernel_name(self), args, grid, state.site())
-        return orig_run(self, *args, grid=grid, warmup=warmup, **kwargs)
+        if warmup:
+            return orig_run(self, *args, grid=grid, warmup=warmup, **kwargs)
+        return _traced_launch(self, args, grid, kwargs,
+                              lambda: orig_run(self, *args, grid=grid, warmup=warmup, **kwargs))
 
     run._harness_hooked = True  # type: ignore[attr-defined]
     fn_cls.run = run
     _autotune_without_benchmarks()
+    try:
+        _bf16_arithmetic(interp)
+    except Exception as e:  # noqa: BLE001 - an interpreter of another shape: leave it as it is
+        state.note(f"triton interpreter bf16 fix not applied ({type(e).__name__})")
     state.note("triton interpreter launches")
+
+
+def _bf16_to_f32(bits: Any) -> Any:
+    import numpy as np
+
+    a = np.asarray(bits)
+    return (np.ascontiguousarray(a).astype(np.uint32) << np.uint32(16)).view(np.float32).reshape(a.shape)
+
+
+def _f32_to_bf16(x: Any) -> Any:
+    """Round to nearest even, NaN kept a NaN (what the GPU's cvt.rn.bf16.f32 does)."""
+    import numpy as np
+
+    a = np.ascontiguousarray(np.asarray(x, np.float32))
+    b = a.view(np.uint32)
+    out = ((b + (((b >> np.uint32(16)) & np.uint32(1)) + np.uint32(0x7FFF))) >> np.uint32(16)).astype(np.uint16)
+    out = np.where(np.isnan(a), np.uint16(0x7FC0), out)
+    return out.reshape(a.shape)
+
+
+def _bf16_arithmetic(interp: Any) -> None:
+    """Triton's interpreter keeps bfloat16 values as their uint16 bit patterns and then computes on the bits
+    (``a > 0``, ``0.5 * a``, ``tl.dot(a, b)``, ``tl.exp(a)``, sums on bf16 blocks): garbage, NaN in the
+    records' fused bf16 kernels. Here bf16 operands are widened to float32 for the arithmetic and the
+    results rounded back to bf16 (the GPU computes bf16 arithmetic in fp32 too). The handles' ``attr``
+    (where the tracer keeps its shadow provenance) travels with the values."""
+    import numpy as np
+    import triton.language as tl  # type: ignore[import-not-found]
+
+    B, TH = interp.InterpreterBuilder, interp.TensorHandle
+    if getattr(B.binary_op, "_harness_bf16", False):
+        return
+    bf16, f32 = tl.bfloat16, tl.float32
+
+    def is_bf(h: Any) -> bool:
+        return isinstance(h, TH) and getattr(h.dtype, "scalar", h.dtype) == bf16 and h.data.dtype == np.uint16
+
+    def up(h: Any) -> Any:
+        return TH(_bf16_to_f32(h.data), f32, dict(h.attr)) if is_bf(h) else h
+
+    def down(out: Any) -> Any:
+        if isinstance(out, TH) and out.data.dtype == np.float32:
+            return TH(_f32_to_bf16(out.data), bf16, dict(out.attr))
+        return out
+
+    def widen(name: str, result_bf: Any) -> None:
+        orig = getattr(B, name)
+
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not any(is_bf(a) for a in args):
+                return orig(self, *args, **kwargs)
+            out = orig(self, *[up(a) for a in args], **kwargs)
+            return down(out) if result_bf(args) else out
+
+        method._harness_bf16 = True  # type: ignore[attr-defined]
+        setattr(B, name, method)
+
+    first_bf = lambda args: any(is_bf(a) for a in args[:1])  # noqa: E731 - result has the first operand's type
+    widen("binary_op", first_bf)
+    widen("unary_op", first_bf)
+    widen("ternary_op", lambda args: is_bf(args[2]) if len(args) > 2 else False)  # (cond|x, a, b): b's type
+    widen("create_fma", lambda args: is_bf(args[2]))
+    widen("create_rsqrt", first_bf)
+    widen("create_erf", first_bf)
+    widen("create_dot", lambda args: is_bf(args[2]))  # the accumulator's type
+
+    orig_cast = B.cast_impl
+
+    def cast_impl(self: Any, src: Any, dst_type: Any) -> Any:
+        dst = getattr(dst_type, "scalar", dst_type)
+        if is_bf(src) and dst != f32:
+            return orig_cast(self, up(src), dst_type)
+        if dst == bf16 and not is_bf(src) and getattr(src.dtype, "scalar", src.dtype) != f32:
+            return TH(_f32_to_bf16(np.asarray(src.data).astype(np.float32)), bf16, dict(src.attr))
+        return orig_cast(self, src, dst_type)
+
+    B.cast_impl = cast_impl
+
+    for cls in (interp.ReduceOps, interp.ScanOps):
+        orig_apply = cls.apply
+
+        def apply(self: Any, input: Any, _orig: Any = orig_apply) -> Any:
+            single = not isinstance(input, tuple)
+            ins = (input,) if single else input
+            if not any(is_bf(getattr(t, "handle", None)) for t in ins):
+                return _orig(self, input)
+            conv, was = [], []
+            for t in ins:
+                if is_bf(getattr(t, "handle", None)):
+                    shape = list(t.shape)
+                    ty = tl.block_type(f32, shape) if shape else f32
+                    conv.append(tl.core.tensor(up(t.handle), ty))
+                    was.append(True)
+                else:
+                    conv.append(t)
+                    was.append(False)
+            ret = _orig(self, conv[0] if single else tuple(conv))
+            outs = (ret,) if single else tuple(ret)
+            fixed = []
+            for i, o in enumerate(outs):
+                h = getattr(o, "handle", None)
+                if i < len(was) and was[i] and isinstance(h, TH) and h.data.dtype == np.float32:
+                    shape = list(o.shape)
+                    fixed.append(tl.core.tensor(down(h), tl.block_type(bf16, shape) if shape else bf16))
+                else:
+                    fixed.append(o)
+            return fixed[0] if single else tuple(fixed)
+
+        cls.apply = apply
+    B.binary_op._harness_bf16 = True  # type: ignore[attr-defined]
 
 
 def _autotune_without_benchmarks() -> None:

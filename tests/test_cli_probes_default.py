@@ -1,0 +1,36 @@
+"""check --run's cheap default probes: on by default, off with --no-probes, skipped (and said) when one
+variant would cost more than half of [probes] default_budget_s."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from harness.cli.commands import _why_no_probes
+from harness.cli.options import CHEAP_PROBES, ProbeOptions
+from harness.config import load_config
+
+
+def _result(wall_s: float, failed: bool = False) -> SimpleNamespace:
+    return SimpleNamespace(wall_s=wall_s, failed=failed)
+
+
+def test_cheap_probes_run_on_a_fast_run_and_are_skipped_past_the_budget():
+    cfg = load_config()
+    budget = float(cfg.section("probes")["default_budget_s"])
+    assert _why_no_probes(CHEAP_PROBES, _result(budget / 2 - 1), cfg) is None
+    why = _why_no_probes(CHEAP_PROBES, _result(budget / 2 + 1), cfg)
+    assert why is not None and "default_budget_s" in why and "--probes" in why
+
+
+def test_requested_probes_always_run_and_a_failed_run_never_probes():
+    cfg = load_config()
+    assert _why_no_probes(ProbeOptions(), _result(10_000.0), cfg) is None  # --probes: the user asked
+    assert _why_no_probes(None, _result(1.0), cfg) is None  # --no-probes: nothing to skip
+    assert _why_no_probes(CHEAP_PROBES, _result(1.0, failed=True), cfg) == "the run failed"
+
+
+def test_the_budget_is_a_setting(tmp_path):
+    (tmp_path / "harness.toml").write_text("[probes]\ndefault_budget_s = 10.0\n")
+    cfg = load_config(tmp_path / "harness.toml")
+    assert _why_no_probes(CHEAP_PROBES, _result(4.0), cfg) is None
+    assert _why_no_probes(CHEAP_PROBES, _result(6.0), cfg) is not None
