@@ -28,7 +28,7 @@ import tempfile
 import time
 import tokenize
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -375,30 +375,36 @@ def ensure_data(vocab_size: int = DEFAULT_VOCAB, cache_dir: str | Path | None = 
             f"vocab size {vocab_size} out of range: need more than 260 ids (4 control + 256 byte pieces) "
             "and at most 65536 (uint16 tokens)"
         )
-    root = _resolve_cache_dir(cache_dir)
-    final = root / f"vocab{vocab_size}"
+    return _cached_build(_resolve_cache_dir(cache_dir), f"vocab{vocab_size}", vocab_size, force,
+                         lambda tmp: build_data(vocab_size, tmp))
+
+
+def _cached_build(root: Path, name: str, vocab: int, force: bool, build: Callable[[Path], Any]) -> DataPaths:
+    """`root/name` as cached, else built by `build(tmp)` in a temporary folder beside it and published
+    atomically (concurrent builders: the last one wins, readers never see half a folder)."""
+    final = root / name
     if not force:
-        cached = _load_cached(final, vocab_size)
+        cached = _load_cached(final, vocab)
         if cached is not None:
             return cached
     try:
         root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".vocab{vocab_size}.build-", dir=root))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.build-", dir=root))
     except OSError as e:
         raise BadInput(f"cannot create the data cache in {root} ({e.strerror or e})") from None
     t0 = time.perf_counter()
     try:
-        build_data(vocab_size, tmp)
-        _publish(tmp, final, vocab_size, force)
+        build(tmp)
+        _publish(tmp, final, vocab, force)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.perf_counter() - t0
-    paths = _load_cached(final, vocab_size)
+    paths = _load_cached(final, vocab)
     for _ in range(3):  # a concurrent --force builder may be swapping the folder right now
         if paths is not None:
             break
         time.sleep(0.2)
-        paths = _load_cached(final, vocab_size)
+        paths = _load_cached(final, vocab)
     if paths is None:
         raise HarnessError(f"the data cache {final} is incomplete right after building it")
     paths.build_seconds = seconds
@@ -538,28 +544,8 @@ def ensure_tokenizer_data(model_path: str | os.PathLike[str], cache_dir: str | P
         vocab = int(spm.SentencePieceProcessor(model_file=str(src)).vocab_size())
     except Exception as e:  # noqa: BLE001
         raise BadInput(f"{src}: not a SentencePiece model ({type(e).__name__})") from None
-    root = _resolve_cache_dir(cache_dir)
-    final = root / f"tok-{tokenizer_digest(src)[:16]}"
-    if not force:
-        cached = _load_cached(final, vocab)
-        if cached is not None:
-            return cached
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.build-", dir=root))
-    except OSError as e:
-        raise BadInput(f"cannot create the data cache in {root} ({e.strerror or e})") from None
-    t0 = time.perf_counter()
-    try:
-        build_with_tokenizer(src, tmp)
-        _publish(tmp, final, vocab, force)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    paths = _load_cached(final, vocab)
-    if paths is None:
-        raise HarnessError(f"the data cache {final} is incomplete right after building it")
-    paths.build_seconds = time.perf_counter() - t0
-    return paths
+    return _cached_build(_resolve_cache_dir(cache_dir), f"tok-{tokenizer_digest(src)[:16]}", vocab, force,
+                         lambda tmp: build_with_tokenizer(src, tmp))
 
 
 def byte_counts(model_path: str | os.PathLike[str], tokens: np.ndarray) -> np.ndarray:
