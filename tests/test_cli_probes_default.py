@@ -34,3 +34,20 @@ def test_the_budget_is_a_setting(tmp_path):
     cfg = load_config(tmp_path / "harness.toml")
     assert _why_no_probes(CHEAP_PROBES, _result(4.0), cfg) is None
     assert _why_no_probes(CHEAP_PROBES, _result(6.0), cfg) is not None
+
+
+def test_cheap_probes_decide_only_by_a_violation():
+    """A cheap probe's FAIL stands; its INCONCLUSIVE (or a sampled 'no violation') must neither PASS a rule
+    nor turn the trace's decided row INCONCLUSIVE: it joins as NOT RUN with what it found."""
+    from harness.merge import merge_rows
+    from harness.probes.stage import _cheap_row
+    from harness.results import RuleResult, Status
+
+    fail = RuleResult("C2", "t", Status.FAIL, "canary dipped below the entropy")
+    assert _cheap_row(fail) is fail
+    inc = _cheap_row(RuleResult("C2", "t", Status.INCONCLUSIVE, "sampled 8 of 1024 candidates"))
+    assert inc.status is Status.NOT_RUN and "sampled 8 of 1024" in inc.summary and "--probes" in inc.summary
+    trace = [RuleResult("C1", "t", Status.PASS, "trace"), RuleResult("C2", "t", Status.NOT_RUN, "trace")]
+    rows, _ = merge_rows(trace, [_cheap_row(RuleResult("C1", "t", Status.INCONCLUSIVE, "echo canary")), inc])
+    by = {r.rule_id: r.status for r in rows}
+    assert by == {"C1": Status.PASS, "C2": Status.NOT_RUN}

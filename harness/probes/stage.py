@@ -3,13 +3,15 @@
 
     probe_rule_results(path, cfg, run_opts, which=("c2", "c1", "canary"), sampled=False) -> (rows, section)
 
-sampled=True is the cheap set `check --run` runs by default: C2 on c2_default_candidates sampled candidates
-(no whole-vocabulary stream), which can FAIL or stay INCONCLUSIVE but never PASS.
+sampled=True is the cheap set `check --run` runs by default: the canary and C2 on c2_default_candidates
+sampled candidates (no whole-vocabulary stream). They decide only by a violation: a FAIL stands, anything
+else is a NOT RUN row saying what they found (a sample can never PASS C2).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +124,19 @@ def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Map
         section["outcomes"] = [o.to_dict() for o in outcomes]
         section["mode"] = (f"cheap (default): canary and a sampled C2 ({params['c2_candidates']} candidates, can "
                            "only FAIL or stay INCONCLUSIVE); --probes runs the full-vocabulary C2 and C1")
+        return [_cheap_row(r) for r in rule_results(outcomes, cfg)], section
     return rule_results(outcomes, cfg), section
+
+
+def _cheap_row(row: RuleResult) -> RuleResult:
+    """The cheap default probes decide only by a violation: their FAIL stands; anything else cannot decide a
+    rule (a sample, a canary that saw nothing) and joins the report as NOT RUN with what it found, so it
+    neither passes a rule nor turns a decided row INCONCLUSIVE. --probes decides C1/C2."""
+    if row.status is Status.FAIL:
+        return row
+    return replace(row, status=Status.NOT_RUN,
+                   summary=f"cheap probes, no violation found ({row.status.value}: {row.summary}); "
+                           "--probes decides this rule")
 
 
 def _sampled_c2_cannot_pass(o: ProbeOutcome) -> ProbeOutcome:
