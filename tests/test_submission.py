@@ -122,3 +122,17 @@ def test_malformed_claims_are_one_line_bad_input(tmp_path, text):
     with pytest.raises(BadInput) as e:
         parse_claims(p)
     assert "\n" not in str(e.value) and str(p) in str(e.value)
+
+
+def test_a_misnamed_claims_file_is_read_and_s1_still_names_the_missing_submission_json(tmp_path):
+    from harness.check.submission import load_submission
+
+    (tmp_path / "train_gpt.py").write_text("print('x')\n")
+    (tmp_path / "README.md").write_text("# r\n")
+    (tmp_path / "submission_ternary.json").write_text(json.dumps({"val_bpb": 1.1, "val_loss": 1.9}))
+    sub = load_submission(tmp_path)
+    assert sub.claims is not None and sub.claims.val_bpb == 1.1
+    assert "submission.json (claims read from submission_ternary.json)" in sub.missing
+    (tmp_path / "submission_other.json").write_text("{}")  # two candidates: which one is the claim is unknown
+    sub = load_submission(tmp_path)
+    assert sub.claims is None and "submission.json" in sub.missing
