@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.check.configuration import find_entry_script, infer_configuration, is_switch, not_applied_reason
+from harness.check.configuration import infer_configuration, is_switch, not_applied_reason
+from harness.check.run_commands import find_entry_script
 from harness.run.scale import env_overrides
 
 SCRIPT = '''import os

@@ -25,10 +25,11 @@ from __future__ import annotations
 import ast
 import json
 import re
-import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from harness.check.run_commands import find_entry_script, logical_lines, parse_commands, read_capped
 
 PRECEDENCE = ("log", "readme", "folder-script", "script-default")
 PRECEDENCE_TEXT = "log of a claimed run > README command > folder run script > script default; --env overrides all"
@@ -41,12 +42,8 @@ _PATH_SUFFIXES = ("_DIR", "_PATH", "_FILE", "_FILES", "_ROOT", "_PREFIX_PATH")
 _SWITCH_NAME = re.compile(
     r"(^|_)(ENABLED?|USE|CACHE|MODE|ONLY)($|_)|^(TTT|NGRAM|SLOT|LORA|PREQUANT|PHASED|CASEOPS|EVAL_ONLY)", re.I)
 _BOOLISH = {"0", "1", "true", "false", "yes", "no", "on", "off"}
-_COMMAND_WORDS = {"torchrun", "python", "python3", "python3.11", "python3.12", "bash", "sh", "uv", "accelerate",
-                  "deepspeed", "srun", "modal", "nohup", "time", "exec"}
-_ENV_ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 _VOCAB_NAME = re.compile(r"(?:^|[^a-z0-9])sp[_-]?(1024|2048|4096|8192|16384)(?![0-9])", re.I)
 _ALIAS_CMD = re.compile(r"^\s*(?:sudo\s+)?(ln|cp|mv|rsync)\b(.*)$")
-MAX_TEXT = 2_000_000
 
 
 @dataclass
@@ -413,12 +410,6 @@ def _find_logs(folder: Path) -> list[Path]:
         return sorted(p for p in folder.rglob("*.log"))
 
 
-def _read(p: Path) -> str:
-    try:
-        return p.read_bytes()[:MAX_TEXT].decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
 
 _PAIR = re.compile(r"""(?:^|[\s,(\[{])([A-Za-z_][A-Za-z0-9_]*)\s*[:=]\s*('[^'\n]*'|"[^"\n]*"|\d+(?:,\d+)+|[^\s,()\[\]{}:=]+)"""
                    r"""(?=$|[\s,;)\]}])""")
@@ -535,112 +526,6 @@ def _decimals(x: float) -> int:
 # ------------------------------------------------------------------ commands (README, shell scripts)
 
 
-def _logical_lines(text: str) -> list[tuple[int, str]]:
-    """Lines with backslash continuations joined, code fences and prompts stripped; (first line, text)."""
-    out: list[tuple[int, str]] = []
-    buf, start = "", 0
-    for i, raw in enumerate(text.splitlines(), 1):
-        line = raw.rstrip()
-        s = line.strip()
-        if s.startswith("```"):
-            if buf:
-                out.append((start, buf))
-                buf = ""
-            continue
-        s = re.sub(r"^(\$|>|#\s*\$)\s+", "", s)
-        if not buf:
-            start = i
-        if s.endswith("\\"):
-            buf += s[:-1] + " "
-            continue
-        buf += s
-        out.append((start, buf))
-        buf = ""
-    if buf:
-        out.append((start, buf))
-    return out
-
-
-def _split(cmd: str) -> list[str]:
-    try:
-        return shlex.split(cmd, comments=True)
-    except ValueError:
-        return cmd.split()
-
-
-_EXPAND = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
-
-
-def _expand(value: str, shell_vars: dict[str, str]) -> str:
-    def sub(m: re.Match[str]) -> str:
-        name = m.group(1) or m.group(3)
-        if name in shell_vars:
-            return shell_vars[name]
-        if m.group(1) and m.group(2) is not None:
-            return m.group(2)
-        return m.group(0)
-
-    return _EXPAND.sub(sub, value)
-
-
-@dataclass
-class _Command:
-    env: list[tuple[str, str]]
-    script: str | None
-    line: int
-    text: str
-
-
-def parse_commands(text: str, shell: bool) -> tuple[list[_Command], list[tuple[str, str, int]]]:
-    """(commands with their inline environment and the .py they run, exported variables). In a shell
-    script (shell=True) plain `VAR=val` lines are shell variables used to expand later ones."""
-    commands: list[_Command] = []
-    exports: list[tuple[str, str, int]] = []
-    shell_vars: dict[str, str] = {}
-    for ln, logical in _logical_lines(text):
-        for part in re.split(r"\s*(?:&&|;|\|\|)\s*|\s\|\s", logical):
-            part = part.strip().strip("`").strip()
-            if not part:
-                continue
-            toks = _split(part)
-            if not toks:
-                continue
-            if toks[0] == "export":
-                for t in toks[1:]:
-                    m = _ENV_ASSIGN.match(t)
-                    if m:
-                        v = _expand(m.group(2), shell_vars)
-                        shell_vars[m.group(1)] = v
-                        exports.append((m.group(1), v, ln))
-                continue
-            if toks[0] in ("env",):
-                toks = toks[1:]
-            env: list[tuple[str, str]] = []
-            i = 0
-            while i < len(toks) and (m := _ENV_ASSIGN.match(toks[i])):
-                env.append((m.group(1), _expand(m.group(2), shell_vars)))
-                i += 1
-            rest = toks[i:]
-            if not rest:
-                if shell:
-                    shell_vars.update(env)
-                continue
-            if rest[0] == "env":
-                rest = rest[1:]
-                while rest and (m := _ENV_ASSIGN.match(rest[0])):
-                    env.append((m.group(1), _expand(m.group(2), shell_vars)))
-                    rest = rest[1:]
-            if not rest:
-                continue
-            word = Path(rest[0]).name
-            if word not in _COMMAND_WORDS and not word.startswith("python"):
-                continue
-            script = next((Path(t).name for t in rest if t.endswith(".py")), None)
-            sh = next((Path(t).name for t in rest if t.endswith(".sh")), None)
-            commands.append(_Command(env, script or sh, ln, part))
-    return commands, exports
-
-
 _PROSE = re.compile(r"`([^`\n]+)`")
 _PROSE_ASSIGN = re.compile(r"(?:^|\s)([A-Z][A-Z0-9_]{2,})=([^\s`]+)")
 
@@ -666,7 +551,7 @@ def _prose_assignments(text: str, command_lines: set[int]) -> list[tuple[str, st
 def _aliasing(text: str, rel: str) -> list[dict[str, str]]:
     """Commands that link or copy validation shards to training shard names."""
     out = []
-    for ln, logical in _logical_lines(text):
+    for ln, logical in logical_lines(text):
         for part in re.split(r"\s*(?:&&|;)\s*", logical):
             m = _ALIAS_CMD.match(part.strip().strip("`"))
             if not m:
@@ -688,44 +573,14 @@ def _choose_script(folder: Path) -> Path | None:
     return p if p.is_file() else None
 
 
-def find_entry_script(folder: str | Path) -> tuple[str | None, str | None]:
-    """(script name relative to the folder, where it was found) for a folder without train_gpt.py: the
-    .py a README or run-script command launches (a run script it launches is followed once), else the
-    only train_gpt*.py."""
-    root = Path(folder)
-    if (root / "train_gpt.py").is_file():
-        return "train_gpt.py", "train_gpt.py in the folder"
-    sources: list[tuple[str, str]] = []
-    if (root / "README.md").is_file():
-        sources.append(("README.md", _read(root / "README.md")))
-    for p in sorted(root.glob("*.sh")):
-        sources.append((p.name, _read(p)))
-    for rel, text in sources:
-        cmds, _ = parse_commands(text, shell=rel.endswith(".sh"))
-        for c in cmds:
-            if not c.script:
-                continue
-            if c.script.endswith(".py") and (root / c.script).is_file():
-                return c.script, f"{rel}:{c.line}"
-            if c.script.endswith(".sh") and (root / c.script).is_file():
-                inner, _ = parse_commands(_read(root / c.script), shell=True)
-                for ic in inner:
-                    if ic.script and ic.script.endswith(".py") and (root / ic.script).is_file():
-                        return ic.script, f"{c.script} (run by {rel}:{c.line})"
-    cands = sorted(p for p in root.glob("train_gpt*.py") if p.is_file())
-    if len(cands) == 1:
-        return cands[0].name, "the only train_gpt*.py in the folder"
-    return None, None
-
-
 def infer_configuration(folder: str | Path, script: str | Path | None = None) -> Configuration:
     root = Path(folder).resolve()
     conf = Configuration(folder=str(root))
     readme = root / "README.md"
-    readme_text = _read(readme) if readme.is_file() else ""
+    readme_text = read_capped(readme) if readme.is_file() else ""
     shells = sorted(p for p in list(root.glob("*.sh")) + list(root.glob("scripts/*.sh")) if p.is_file())
     readme_cmds, readme_exports = parse_commands(readme_text, shell=False) if readme_text else ([], [])
-    shell_parsed = [(p, *parse_commands(_read(p), shell=True)) for p in shells]
+    shell_parsed = [(p, *parse_commands(read_capped(p), shell=True)) for p in shells]
 
     # entry script
     script_path = Path(script).resolve() if script else _choose_script(root)
@@ -751,11 +606,11 @@ def infer_configuration(folder: str | Path, script: str | Path | None = None) ->
             if u.wrapped:
                 name += " (unwrapped)"
         except Exception:  # noqa: BLE001 - unreadable: S1/B1 say so
-            source = _read(script_path)
+            source = read_capped(script_path)
         conf.reads = script_reads(source, name)
         for extra in sorted(root.glob("*.py")):  # helper modules the script imports read env too
             if extra != script_path and not extra.name.startswith("train_gpt"):
-                for k, r in script_reads(_read(extra), extra.name).items():
+                for k, r in script_reads(read_capped(extra), extra.name).items():
                     conf.reads.setdefault(k, r)
     names: dict[str, str] = {}
     for k, r in conf.reads.items():
@@ -777,7 +632,7 @@ def infer_configuration(folder: str | Path, script: str | Path | None = None) ->
     # logs of the claimed runs
     seeds, per_seed, mean, loss_mean = _claims(root)
     conf.claimed_seeds = seeds
-    logs = [(p, _read(p)) for p in _find_logs(root)]
+    logs = [(p, read_capped(p)) for p in _find_logs(root)]
     claimed = [(p, t) for p, t in logs if seeds and _log_seed(p, t) in seeds]
     if not claimed and logs:
         claimed = logs
@@ -814,7 +669,7 @@ def infer_configuration(folder: str | Path, script: str | Path | None = None) ->
     _choose(conf)
     _vocab(conf, root, readme_text, source)
     conf.score_tag, conf.score_tag_where = _score_tag(claimed, per_seed, mean, root, loss_mean)
-    conf.aliasing = _aliasing(readme_text, "README.md") + [a for p in shells for a in _aliasing(_read(p), p.name)]
+    conf.aliasing = _aliasing(readme_text, "README.md") + [a for p in shells for a in _aliasing(read_capped(p), p.name)]
     return conf
 
 

@@ -391,7 +391,7 @@ def load_submission(path: str | Path, artifact: str | Path | None = None) -> Sub
         raise BadInput(f"{folder}: not a folder (give the submission folder, records/<track>/<name>/)")
     script = next((folder / n for n in SCRIPT_NAMES if (folder / n).is_file()), None)
     if script is None:  # the script a README / run.sh command launches (train_gpt_cuda_ternary.py)
-        from harness.check.configuration import find_entry_script
+        from harness.check.run_commands import find_entry_script
 
         entry, _ = find_entry_script(folder)
         script = folder / entry if entry else None

@@ -45,7 +45,7 @@ def entry_script(folder: Path) -> Path | None:
     script = folder / SCRIPT_NAME
     if script.is_file():
         return script
-    from harness.check.configuration import find_entry_script
+    from harness.check.run_commands import find_entry_script
 
     name, _ = find_entry_script(folder)
     return folder / name if name else None
