@@ -184,6 +184,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     # bad input found while collecting (malformed JSON, truncated artifact ...): exit code 3
     input_errors: list[str] = field(default_factory=list)
+    # the submission's run failed (crash, timeout, needs a GPU ...): "reason: message"; exit code 4
+    run_failed: str | None = None
     schema_version: str = SCHEMA_VERSION
     # the rules' version ([ruleset] version in rules/*.toml: harness.rules.ruleset_version()); set by the factory
     ruleset_version: str = ""
@@ -211,6 +213,8 @@ class Report:
     def exit_code(self) -> Exit:
         if self.input_errors:
             return Exit.BAD_INPUT
+        if self.run_failed:
+            return Exit.RUN_FAILED
         return {
             Status.PASS: Exit.COMPLIANT,
             Status.FAIL: Exit.VIOLATION,
@@ -219,6 +223,8 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if d.get("run_failed") is None:
+            d.pop("run_failed", None)  # only a failed run carries it
         d["status"] = self.status.value
         d["exit_code"] = int(self.exit_code)
         d["verdict"] = {name: part.to_dict() for name, part in self.parts.items()}

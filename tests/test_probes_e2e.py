@@ -90,7 +90,9 @@ def test_cli_probe_writes_json_and_exits_by_verdict(tmp_path, capsys):
     out = tmp_path / "r.json"
     cfgfile = tmp_path / "harness.toml"
     base = (ROOT / "harness.toml").read_text(encoding="utf-8").split("\n[probes]")[0]  # our own [probes]
-    cfgfile.write_text(base + '\n[probes]\nblocks = 4\nc2_batched = false\n[rules.C2]\nc2_candidates = 4\n',
+    # the fork server keeps this CLI test short (the default serves every variant as a run of its own)
+    cfgfile.write_text(base + '\n[probes]\nblocks = 4\nfork = true\nc2_batched = false\n'
+                       '[rules.C2]\nc2_candidates = 4\n',
                        encoding="utf-8")
     rc = cli_main(["--config", str(cfgfile), "probe", str(SUBS / "illegal_ttt_all_before_score"), "--probe", "c1",
                    "--json", str(out), "--out", str(tmp_path / "o")])

@@ -39,6 +39,8 @@ EXPECTED_SET = {
     "illegal_slot_delta", "illegal_val_calibration", "illegal_train_read_at_eval",
     # issue 12: training-data calibration after the training clock, inside a reserve; a double-counting byte table
     "legal_gptq_reserve", "illegal_gptq_after_cap", "illegal_bpb_leading_space",
+    # issue 12: a byte-model mixture not normalized over the vocabulary (C2)
+    "illegal_byte_mixture",
 }
 
 

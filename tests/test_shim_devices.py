@@ -70,6 +70,9 @@ check("tensor_to", lambda: all(t.device.type == "cpu" for t in [
     and x.to(device="cuda:0", dtype=torch.float64).dtype == torch.float64 and x.to("cuda", torch.int64).dtype == torch.int64
     and x.type("torch.cuda.FloatTensor").dtype == torch.float32)
 check("pin_memory", lambda: x.pin_memory() is x and x.is_pinned() is False)
+# the script's own guard sees the CUDA it asked for; torch's code sees the CPU tensor it is
+check("is_cuda_for_the_script", lambda: x.to("cuda").is_cuda and torch.zeros(1).is_cuda
+      and torch._C.TensorBase.is_cuda.__get__(x) is False and torch.device("cuda").type == "cpu")
 check("record_stream", lambda: x.record_stream(torch.cuda.current_stream()) is None)
 m = nn.Linear(2, 2)
 check("module_to_cuda", lambda: m.to("cuda") is m and m.cuda() is m and m.to(d, dtype=torch.float64) is m

@@ -230,9 +230,12 @@ def test_a_hashed_table_indexed_by_a_target_key_keeps_the_target(trace: Trace) -
     assert trace.prov(p_ng)[1].tolist() == list(range(1, 9))  # depends on the target position
     dist = torch.rand(8, V).softmax(-1) * 0.5 + torch.full((8, V), 0.5 / V)  # a mixture: still a distribution
     assert trace.prov(dist[torch.arange(8), y])[1].tolist() == [-1] * 8  # the target's pick: excluded
-    raw = torch.rand(8, V)  # a vocabulary-sized row that is not normalized (counts): the target counts
+    raw = torch.rand(8, V) * 9 + 1  # a vocabulary-sized row that is not normalized (counts): the target counts
     assert trace.prov(raw[torch.arange(8), y])[1].tolist() == list(range(1, 9))
     assert trace.prov(raw.gather(-1, y[:, None]))[1][:, 0].tolist() == list(range(1, 9))
+    # values in [0, 1] not summing to 1 (an unnormalized mixture): the target's pick, scored with its row sum
+    probs = torch.rand(8, V)
+    assert trace.prov(probs.gather(-1, y[:, None]))[1][:, 0].tolist() == [-1] * 8
 
 
 def test_nll_loss_scores_targets_and_respects_ignore_index(trace: Trace) -> None:

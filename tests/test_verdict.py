@@ -676,3 +676,74 @@ def test_boundary_rule_does_not_excuse_a_real_look_or_an_ordinary_token():
     assert _lora_boundary_ledger(dep_of_boundary=64, boundary_is_bos=True).result("C3").status is Status.FAIL
     # not a BOS: an ordinary token used before its score
     assert _lora_boundary_ledger(dep_of_boundary=63, boundary_is_bos=False).result("C3").status is Status.FAIL
+
+
+def _phased(update_hi: int, dep_of_rest: int):
+    """Phase 1 scores two scattered blocks of documents, a global step trains on them, phase 2 scores the rest
+    with the trained weights (so its scores depend on the later, already-scored block)."""
+    b = LedgerBuilder()
+    start(b)
+    first = list(range(1, 33)) + list(range(97, N))
+    s1 = b.score(first, NLL[first], dep=[p - 1 for p in first])
+    b.consume(s1)
+    b.update(1, update_hi, site="train_gpt.py:500")
+    rest = list(range(33, 97))
+    s2 = b.score(rest, NLL[rest], dep=[dep_of_rest] * len(rest))
+    b.consume(s2)
+    everything = first + rest
+    b.reported("final", *numbers(everything, NLL[everything]))
+    return verdict(b)
+
+
+def test_phased_ttt_on_scattered_scored_documents_is_undecided_not_a_violation():
+    # the step's range 1..128 has both ends scored first: the positions 33..96 inside may never have been used
+    v = _phased(update_hi=N - 1, dep_of_rest=N - 1)
+    c3, c1 = v.result("C3"), v.result("C1")
+    assert c3.status is Status.INCONCLUSIVE and c1.status is Status.INCONCLUSIVE
+    assert "both ends of that range were scored first" in c3.findings[0].message
+    assert c3.findings[0].evidence[0].positions[:2] == [33, 34]
+    assert "already scored" in c1.findings[0].message
+
+
+def test_an_unscored_end_of_a_range_or_an_unscored_later_dependence_proves_the_violation():
+    # the step's range ends at 90, which phase 2 scores only after it: proven, C3 FAIL
+    c3 = _phased(update_hi=90, dep_of_rest=31).result("C3")
+    assert c3.status is Status.FAIL and "an end of its range 1..90" in c3.findings[0].message
+    # phase-2 scores depend on position 96, which is scored only with them: C1 FAIL
+    c1 = _phased(update_hi=N - 1, dep_of_rest=96).result("C1")
+    assert c1.status is Status.FAIL and "a later position (96)" in c1.findings[0].message
+
+
+def _mixture(zsum: float, then_log: bool):
+    """Scores picked from full-vocabulary rows with the given sums; `then_log`: the script takes the log of
+    the picked probability afterwards (the tracer writes that as a second score of the same value)."""
+    b = LedgerBuilder()
+    start(b)
+    pos = list(range(1, N))
+    s = b.score(pos, NLL[1:], site="train_gpt.py:461", op="gather", zsum=[zsum] * len(pos))
+    if then_log:
+        s = b.score(pos, NLL[1:], site="train_gpt.py:461", op="log")
+    b.consume(s)
+    b.reported("final", *numbers(pos, NLL[1:]))
+    return verdict(b).result("C2")
+
+
+def test_scores_picked_from_rows_that_do_not_sum_to_one_fail_c2():
+    for then_log in (False, True):
+        r = _mixture(3.17, then_log)
+        assert r.status is Status.FAIL, r.summary
+        assert "sums to 3.1700, not 1" in r.findings[0].message
+        assert r.findings[0].evidence[0].where == "train_gpt.py:461"
+    # rows that do sum to 1 (within the tolerance) prove nothing: the probe decides
+    assert _mixture(1.0 + 1e-5, True).status is Status.NOT_RUN
+
+
+def test_a_pick_divided_afterwards_is_not_the_scored_value():
+    b = LedgerBuilder()
+    start(b)
+    pos = list(range(1, N))
+    b.score(pos, NLL[1:] - 1.0, site="train_gpt.py:461", op="gather", zsum=[5.0] * len(pos))  # counts
+    s = b.score(pos, NLL[1:], site="train_gpt.py:462", op="log")  # count / total: another value
+    b.consume(s)
+    b.reported("final", *numbers(pos, NLL[1:]))
+    assert verdict(b).result("C2").status is Status.NOT_RUN

@@ -49,12 +49,44 @@ def jsonable(x: Any) -> Any:
 
 def collect(path: str | Path, artifact: str | None = None, score_tag: str | None = None,
             caps: dict[str, Any] | None = None) -> CheckState:
+    """The folder's state. A file the system cannot read (EIO, permissions) is bad input: one line, exit 3."""
+    try:
+        return _collect(path, artifact, score_tag, caps)
+    except OSError as e:
+        where = e.filename or path
+        raise BadInput(f"{where}: cannot read ({e.strerror or e})") from None
+
+
+def _syntax_error(name: str, source: str) -> str | None:
+    """`file:line: message` when the script is no Python this harness or Python 3.12 parses (PEP 701
+    f-strings parse with libcst's 3.12 grammar: the run rewrites those, so they are no error)."""
+    from harness.run.py312 import compiles
+
+    err = compiles(source, name)
+    if err is None:
+        return None
+    try:
+        import libcst as cst
+
+        cst.parse_module(source, config=cst.PartialParserConfig(python_version="3.12"))
+        return None
+    except ImportError:
+        return None  # cannot tell 3.12 syntax from an error: the run says
+    except Exception:  # noqa: BLE001 - libcst's ParserSyntaxError and friends: not 3.12 either
+        pass
+    line = f":{err.lineno}" if err.lineno else ""
+    return f"{name}{line}: syntax error: {err.msg} (the script cannot run)"
+
+
+def _collect(path: str | Path, artifact: str | None, score_tag: str | None,
+             caps: dict[str, Any] | None) -> CheckState:
     from harness.check.artifact import inspect_artifact
     from harness.check.logs import parse_log, seed_runs
     from harness.check.unwrap import unwrap_file
 
     sub = load_submission(path, artifact)
     st = CheckState(sub=sub)
+    st.notes += [f"not read: {x}" for x in sub.skipped]
     # a missing README, submission.json or log is paperwork (S1 FAIL); only a folder without any script
     # to check is input the harness cannot read at all
     if sub.script is None:
@@ -65,6 +97,8 @@ def collect(path: str | Path, artifact: str | None = None, score_tag: str | None
             st.source = st.unwrapped.source
         except BadInput as e:
             st.input_errors.append(str(e))
+        if st.source is not None and (err := _syntax_error(sub.script.name, st.source)) is not None:
+            st.input_errors.append(err + (" (in the unwrapped source)" if st.unwrapped.wrapped else ""))
     if sub.artifact is not None:
         st.artifact = inspect_artifact(sub.artifact, **(caps or {}))  # caps: S3's (artifact_caps)
         # a custom (non-torch) format is not bad input: S3 says it could not be verified

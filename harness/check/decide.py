@@ -143,6 +143,23 @@ def _close(a: float, b: float, tol: float) -> bool:
 
 
 def rule_s2(cfg: Config, st: CheckState) -> RuleResult:
+    """S2, plus a finding per claim that is present but no usable number (NaN, infinite, a string, a list):
+    such a claim is never "in agreement". A non-finite score or size FAILs (nothing can support it), another
+    type WARNs."""
+    row = _rule_s2_compare(cfg, st)
+    claims = st.sub.claims
+    if claims is None or not claims.invalid:
+        return row
+    bad = [Finding("S2", Status.FAIL if "finite" in why or "usable" in why else Status.WARN,
+                   f"submission.json {name}: {why}.", [Evidence(where="submission.json", detail=name)])
+           for name, why in claims.invalid.items()]
+    names = ", ".join(claims.invalid)
+    status = Status.FAIL if any(f.status is Status.FAIL for f in bad) or row.status is Status.FAIL else Status.WARN
+    summary = f"unusable claim(s): {names[:200]}" + ("" if row.status is Status.PASS else f"; {row.summary}")
+    return _row(cfg, "S2", status, summary, bad + list(row.findings))
+
+
+def _rule_s2_compare(cfg: Config, st: CheckState) -> RuleResult:
     """Claims against the claimed runs, by consequence: FAIL when a claim is better than the logs support
     (a lower val_bpb / val_loss, bytes under the cap while a claimed run is over), WARN otherwise."""
     claims = st.sub.claims

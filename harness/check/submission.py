@@ -35,6 +35,8 @@ class Claims:
     # seed -> {"val_bpb": .., "val_loss": .., "artifact_bytes": ..}
     per_seed: dict[int, dict[str, float]] = field(default_factory=dict)
     fields: dict[str, str] = field(default_factory=dict)  # where each claim was read ("results.mean_val_bpb")
+    # claims present but unusable: field path -> why ("results.val_bpb": "NaN, not a finite number"); S2 names them
+    invalid: dict[str, str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -62,6 +64,8 @@ class Submission:
     artifact: Path | None
     code_files: list[CodeFile] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    # files not read: links out of the folder (a log linked to /etc/passwd or /dev/zero), devices, FIFOs
+    skipped: list[str] = field(default_factory=list)
 
 
 def _num(x: Any) -> float | None:
@@ -83,20 +87,65 @@ def _int(x: Any) -> int | None:
     return int(v) if v is not None and v == int(v) else None
 
 
+MAX_INT_DIGITS = 40  # a longer integer literal is no claim anyone means: read as not a finite number
+MAX_JSON_DEPTH = 64
+
+
+class HugeInt(str):
+    """An integer literal too long to be a claim (Python refuses to convert past 4,300 digits)."""
+
+
+def _bounded_int(text: str) -> int | HugeInt:
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= MAX_INT_DIGITS else HugeInt(f"{text[:12]}... ({digits}-digit integer)")
+
+
+def _depth(text: str) -> int:
+    """The deepest [ / { nesting of a JSON text (strings skipped), without recursion."""
+    depth = deepest = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_claims(path: Path) -> Claims:
     """Read submission.json; malformed JSON or a non-object is BadInput (one line)."""
+    from harness.fsutil import read_capped, regular_file_inside
+
+    why = regular_file_inside(path, path.parent)
+    if why is not None:
+        raise BadInput(f"{path}: {why}")
     try:
-        size = path.stat().st_size
+        data = read_capped(path, MAX_CLAIMS_BYTES)
     except OSError as e:
-        raise BadInput(f"{path}: cannot read ({e.strerror})") from None
-    if size > MAX_CLAIMS_BYTES:
-        raise BadInput(f"{path}: {size} bytes is too large for a submission.json")
+        raise BadInput(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(data) > MAX_CLAIMS_BYTES:
+        raise BadInput(f"{path}: more than {MAX_CLAIMS_BYTES} bytes is too large for a submission.json")
     try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
+        text = data.decode("utf-8")
+        if _depth(text) > MAX_JSON_DEPTH:
+            raise BadInput(f"{path}: JSON nested more than {MAX_JSON_DEPTH} levels deep")
+        raw = json.loads(text, parse_int=_bounded_int)
     except UnicodeDecodeError:
         raise BadInput(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise BadInput(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except (ValueError, RecursionError) as e:  # a number Python refuses to convert; nesting past the stack
+        raise BadInput(f"{path}: unreadable JSON ({type(e).__name__}: {str(e)[:80]})") from None
     if not isinstance(raw, dict):
         raise BadInput(f"{path}: expected a JSON object, found {type(raw).__name__}")
     return claims_from(raw)
@@ -134,15 +183,36 @@ def _nested(raw: dict[str, Any], depth: int = 2) -> list[tuple[str, dict[str, An
     return out
 
 
-def _seed_entry(v: Any) -> dict[str, float]:
+def _why_invalid(v: Any) -> str:
+    """Why a present claim value is no number (for S2's finding)."""
+    if isinstance(v, HugeInt):
+        return f"{v}, not a usable number"
+    if isinstance(v, float) or (isinstance(v, str) and _is_nonfinite_text(v)):
+        return f"{str(v)[:40]}, not a finite number"
+    return f"{type(v).__name__} {str(v)[:40]!r}, not a number"
+
+
+def _is_nonfinite_text(v: str) -> bool:
+    try:
+        return not math.isfinite(float(v.replace(",", "").strip()))
+    except ValueError:
+        return False
+
+
+def _seed_entry(v: Any, where: str = "", invalid: dict[str, str] | None = None) -> dict[str, float]:
     entry: dict[str, float] = {}
     if isinstance(v, dict):
         for key, names in _PER_SEED_KEYS.items():
-            val = next((x for x in (_num(v.get(n)) for n in names) if x is not None), None)
+            present = [n for n in names if v.get(n) is not None]
+            val = next((x for x in (_num(v.get(n)) for n in present) if x is not None), None)
             if val is not None:
                 entry[key] = val
+            elif present and invalid is not None:
+                invalid[f"{where}.{present[0]}"] = _why_invalid(v[present[0]])
     elif _num(v) is not None:  # {"1337": 1.2345} = val_bpb per seed
         entry["val_bpb"] = _num(v)  # type: ignore[assignment]
+    elif v is not None and invalid is not None and not isinstance(v, (list, dict)):
+        invalid[where] = _why_invalid(v)
     return entry
 
 
@@ -162,6 +232,8 @@ def claims_from(raw: dict[str, Any]) -> Claims:
                 setattr(c, attr, val)
                 c.fields[attr] = path + name
                 break
+            c.invalid.setdefault(path + name, _why_invalid(v) if not (attr.startswith("bytes") and _num(v) is not None)
+                                 else f"{v!r:.40}, not a whole number of bytes")
     for path, d in levels:
         seeds = d.get("seeds")
         if isinstance(seeds, list) and not c.seeds:
@@ -178,12 +250,12 @@ def claims_from(raw: dict[str, Any]) -> Claims:
             for k, v in items:
                 seed = _int(k)
                 if seed is not None and seed not in c.per_seed:
-                    c.per_seed[seed] = _seed_entry(v)
+                    c.per_seed[seed] = _seed_entry(v, f"{path}{name}.{seed}", c.invalid)
                     c.fields.setdefault("per_seed", path + name)
         for k, v in d.items():  # "seed_1337": {...}
             m = _SEED_KEY.match(k)
             if m and isinstance(v, dict) and int(m.group(1)) not in c.per_seed:
-                c.per_seed[int(m.group(1))] = _seed_entry(v)
+                c.per_seed[int(m.group(1))] = _seed_entry(v, f"{path}{k}", c.invalid)
                 c.fields.setdefault("per_seed", path + "seed_<N>")
         # {"val_bpb_seeds": {"42": 1.02}, "artifact_bytes_seeds": {"42": 15000000}}
         for name, key in (("val_bpb_seeds", "val_bpb"), ("val_loss_seeds", "val_loss"),
@@ -195,6 +267,8 @@ def claims_from(raw: dict[str, Any]) -> Claims:
                     if seed is not None and val is not None:
                         c.per_seed.setdefault(seed, {})[key] = val
                         c.fields.setdefault("per_seed", path + name)
+                    elif seed is not None and v is not None:
+                        c.invalid.setdefault(f"{path}{name}.{k}", _why_invalid(v))
     if not c.seeds and c.per_seed:
         c.seeds = sorted(c.per_seed)
     return c
@@ -235,13 +309,25 @@ def _local_imports(source: str, folder: Path) -> list[Path]:
     tree = _tree(source)
     if tree is None:
         return []
+    from harness.fsutil import regular_file_inside
+
     out = []
     for n in sorted(_imported_names(tree)):
         if (folder / f"{n}.py").is_file():
             out.append(folder / f"{n}.py")
-        elif (folder / n).is_dir():
+        elif (folder / n).is_dir() and not (folder / n).is_symlink():
             out.extend(sorted(p for p in (folder / n).rglob("*") if p.is_file() and p.suffix in CODE_SUFFIXES))
-    return out
+    return [p for p in out if regular_file_inside(p, folder) is None]  # never a link out of the folder
+
+
+MAX_SOURCE_BYTES = 50_000_000
+
+
+def _read_source(p: Path) -> str:
+    """A helper module's text, bounded (a huge file is read in part: its imports are near the top)."""
+    from harness.fsutil import read_capped
+
+    return read_capped(p, MAX_SOURCE_BYTES)[:MAX_SOURCE_BYTES].decode("utf-8", errors="replace")
 
 
 def _loaded_files(source: str, folder: Path) -> list[Path]:
@@ -276,12 +362,12 @@ def code_files(script: Path, source: str) -> list[CodeFile]:
             if mod not in files:
                 files[mod] = CodeFile(mod, mod.stat().st_size, f"imported by {path.name}")
                 if mod.suffix == ".py":
-                    todo.append((mod, mod.read_text(encoding="utf-8", errors="replace")))
+                    todo.append((mod, _read_source(mod)))
         for f in _loaded_files(src, folder):
             if f not in files:
                 files[f] = CodeFile(f, f.stat().st_size, f"loaded by {path.name}")
                 if f.suffix == ".py":
-                    todo.append((f, f.read_text(encoding="utf-8", errors="replace")))
+                    todo.append((f, _read_source(f)))
     return list(files.values())
 
 
@@ -340,7 +426,7 @@ def unaccounted_code(script: Path, source: str, counted: list[CodeFile]) -> Unac
     for cf in counted:
         if cf.path.suffix != ".py":
             continue
-        text = source if cf.path == script else cf.path.read_text(encoding="utf-8", errors="replace")
+        text = source if cf.path == script else _read_source(cf.path)
         tree = _tree(text)
         if tree is not None:
             names |= _imported_names(tree)
@@ -389,14 +475,29 @@ def load_submission(path: str | Path, artifact: str | Path | None = None) -> Sub
         raise BadInput(f"{folder}: no such folder")
     if not folder.is_dir():
         raise BadInput(f"{folder}: not a folder (give the submission folder, records/<track>/<name>/)")
-    script = next((folder / n for n in SCRIPT_NAMES if (folder / n).is_file()), None)
+    from harness.fsutil import regular_file_inside
+
+    skipped: list[str] = []
+
+    def safe(p: Path | None) -> Path | None:
+        """p when it is a regular file inside the folder; else None, recorded (never followed out)."""
+        if p is None:
+            return None
+        why = regular_file_inside(p, folder)
+        if why is None:
+            return p
+        skipped.append(f"{p.relative_to(folder) if p.is_relative_to(folder) else p} ({why})")
+        return None
+
+    script = next((folder / n for n in SCRIPT_NAMES if (folder / n).is_file() or (folder / n).is_symlink()), None)
+    script = safe(script)
     if script is None:  # the script a README / run.sh command launches (train_gpt_cuda_ternary.py)
         from harness.check.run_commands import find_entry_script
 
         entry, _ = find_entry_script(folder)
-        script = folder / entry if entry else None
-    readme = folder / "README.md" if (folder / "README.md").is_file() else None
-    claims_path = folder / "submission.json" if (folder / "submission.json").is_file() else None
+        script = safe(folder / entry) if entry else None
+    readme = safe(folder / "README.md") if (folder / "README.md").is_file() else None
+    claims_path = safe(folder / "submission.json") if (folder / "submission.json").is_file() else None
     # a misnamed claims file (submission_ternary.json) is still the submission's claim: S2 reads it, and S1
     # still reports the missing submission.json
     others = sorted(folder.glob("submission*.json")) if claims_path is None else []
@@ -413,10 +514,11 @@ def load_submission(path: str | Path, artifact: str | Path | None = None) -> Sub
         if not art.is_file():
             raise BadInput(f"{art}: artifact file not found")
     else:
-        art = find_artifact(folder)
+        art = safe(find_artifact(folder))
+    logs = [p for p in find_logs(folder) if safe(p) is not None]
     sub = Submission(
         path=folder, script=script, readme=readme, claims_path=claims_path, claims=claims,
-        claims_error=claims_error, logs=find_logs(folder), artifact=art,
+        claims_error=claims_error, logs=logs, artifact=art, skipped=skipped,
     )
     for name, present in (
         ("train_gpt.py", script), ("README.md", readme),

@@ -11,12 +11,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from harness import progress
 from harness.cli.parser import build_parser
 from harness.errors import Exit, HarnessError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    progress.configure(quiet=args.quiet)
     try:
         from harness.cli.commands import COMMANDS
         from harness.cli.options import options_from
@@ -35,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"harness: internal error: {type(e).__name__}: {e} (rerun with --debug)\n")
         return int(Exit.INTERNAL)
+    finally:
+        progress.close()  # a step left open by an error must not outlive the command
 
 
 __all__ = ["build_parser", "main"]

@@ -7,24 +7,27 @@ write it, render it, and return the exit code.
     run      the run's rows
     probe    the probes' rows
     verdict  the run's rows, re-judged from a saved run folder (no re-run)
+    audit    many folders, each checked as check would in a child process, cached (harness.audit)
+    workflow the shipped GitHub workflow; ci: its steps (harness.ci)
 """
 
 from __future__ import annotations
 
 import sys
 from functools import partial
+from typing import Any
 
 from harness.check.folder import check_folder
 from harness.cli.options import Options, ProbeOptions
 from harness.config import Config
-from harness.errors import Exit, RunFailed
+from harness.errors import BadInput, Exit, RunFailed
 from harness.merge import merge_rows
 from harness.probes.results import merge_rule_results, probes_section_lines
 from harness.probes.session import PROBES, probe_params
 from harness.probes.stage import probe_rule_results
 from harness.report.build import finalize, fold_stage, new_report, write_outputs
 from harness.report.console import print_rules, render_report
-from harness.results import Report, Stage
+from harness.results import PART_RULES, Report, Stage, Status
 from harness.rules import rule_order
 from harness.run.judge import Judged, judge_run, load_saved_run
 from harness.run.console import print_run_summary
@@ -45,10 +48,12 @@ def _run(path: str, cfg: Config, opts: RunOptions, claimed: ClaimedTraining | No
     return result, judge_run(result, cfg, claimed=claimed)
 
 
-def fold_probes(report: Report, path: str, cfg: Config, run_opts: RunOptions, probe_opts: ProbeOptions) -> None:
+def fold_probes(report: Report, path: str, cfg: Config, run_opts: RunOptions, probe_opts: ProbeOptions,
+                length: int | None = None) -> None:
     """The probes' rows merged into the report's (trace) rows; a failed base run is a note, not a crash."""
     try:
-        rows, section = probe_rule_results(path, cfg, run_opts, probe_opts.which or PROBES, sampled=probe_opts.sampled)
+        rows, section = probe_rule_results(path, cfg, run_opts, probe_opts.which or PROBES, sampled=probe_opts.sampled,
+                                           **({"length": length} if length else {}))
     except RunFailed as e:
         report.notes.append(f"probes not decided: {e}")
         _say(str(e))
@@ -56,12 +61,12 @@ def fold_probes(report: Report, path: str, cfg: Config, run_opts: RunOptions, pr
     fold_stage(report, Stage(rows, sections={"probes": section}), merge_rule_results)
     report.rules.sort(key=lambda r: rule_order(r.rule_id))
     cost = f"probes cost {section.get('wall_s', 0):.1f} s ({section.get('variants', 0)} variant streams" + (
-        ", cheap default: canary + sampled C2; --no-probes skips them" if probe_opts.sampled else "") + ")"
+        ", cheap default: C1 future, canaries, sampled C2; --no-probes skips them" if probe_opts.sampled else "") + ")"
     report.notes.append(cost)
     _say(cost)
 
 
-def _why_no_probes(probes: ProbeOptions | None, result: RunResult, cfg: Config) -> str | None:
+def _why_no_probes(probes: ProbeOptions | None, result: RunResult, cfg: Config, judged: Any = None) -> str | None:
     """Why the probes stay off after this run (None: run them). The cheap default is cheap only where a
     variant is: each variant re-runs the evaluation, so a run longer than [probes] default_budget_s / 2
     (two variants at least) skips them and says so; --probes always runs them."""
@@ -69,6 +74,10 @@ def _why_no_probes(probes: ProbeOptions | None, result: RunResult, cfg: Config) 
         return None
     if result.failed:
         return "the run failed"
+    failed = [r.rule_id for r in getattr(judged, "rules", ()) if r.status is Status.FAIL
+              and r.rule_id in PART_RULES["legality"]]
+    if probes.sampled and failed:  # the cheap probes decide only by a violation: one is already shown
+        return f"the trace already found a violation ({', '.join(failed)}); --probes runs them anyway"
     budget = float(probe_params(cfg)["default_budget_s"])
     if probes.sampled and 2 * result.wall_s > budget:
         return (f"the run took {result.wall_s:.0f} s and each probe variant re-runs its evaluation, past the "
@@ -86,13 +95,15 @@ def check(o: Options, cfg: Config) -> int:
         result, judged = _run(o.path, cfg, o.run, claimed_training(claimed_logs))
         fold_stage(report, judged, partial(merge_rows, label="run"))
         if result.failed:
+            report.run_failed = f"{result.reason}: {result.message}"  # exit 4, in the JSON too
             _say(f"run failed: {result.reason}: {result.message}")
-        skip = _why_no_probes(o.probes, result, cfg)
+        skip = _why_no_probes(o.probes, result, cfg, judged)
         if skip:
             report.notes.append(f"probes not run: {skip}")
             _say(f"probes not run: {skip}")
         elif o.probes is not None:
-            fold_probes(report, o.path, cfg, o.run, o.probes)
+            # every variant is served as files of the main run's length: a probe looks like the main run
+            fold_probes(report, o.path, cfg, o.run, o.probes, length=(result.served or {}).get("val_tokens"))
     finalize(report, cfg)
     write_outputs(report, o.out.json, o.out.markdown)
     render_report(report)
@@ -105,10 +116,12 @@ def _judged_report(o: Options, command: str, result: RunResult, judged: Judged, 
     """`harness run` and `harness verdict`: the run's rows; a failed run is one line and exit 4."""
     report = new_report(o.path, command, cfg)
     fold_stage(report, judged)
+    if result.failed:
+        report.run_failed = f"{result.reason}: {result.message}"  # the JSON's exit code is the process's: 4
     write_outputs(report, o.out.json, o.out.markdown)
     if result.failed:
         _say(f"run failed: {result.reason}: {result.message}")
-        return int(Exit.RUN_FAILED)
+        return int(report.exit_code)
     render_report(report)
     if result.reason in BUDGET_REASONS:
         _say(f"run stopped: {result.reason}: {result.message}")
@@ -155,4 +168,64 @@ def rules(o: Options, cfg: Config) -> int:
     return int(Exit.COMPLIANT)
 
 
-COMMANDS = {"check": check, "run": run, "verdict": verdict, "probe": probe, "data": data, "rules": rules}
+def audit(o: Options, cfg: Config) -> int:
+    from harness.audit.render import print_console, write_outputs as write_audit
+    from harness.audit.run import audit as run_audit
+
+    res = run_audit(o.audit, cfg)
+    write_audit(res, o.out.json, o.out.markdown, o.audit.csv)
+    print_console(res)
+    return res.exit_code
+
+
+def workflow(o: Options, cfg: Config) -> int:
+    from harness.workflow import workflow_text
+
+    sys.stdout.write(workflow_text())
+    return int(Exit.COMPLIANT)
+
+
+def ci(o: Options, cfg: Config) -> int:
+    """changed-folders: the JSON matrix on stdout (and $GITHUB_OUTPUT); comment: the Markdown comment."""
+    import json
+    from pathlib import Path
+
+    from harness.ci import changed as ch
+    from harness.ci.comment import build_comment, expected_folders, find_reports
+    from harness.fsutil import atomic_write_text
+
+    c = o.ci
+    if c.command == "changed-folders":
+        if c.diff_file is not None:
+            text = sys.stdin.read() if c.diff_file == "-" else _read_file(c.diff_file)
+            paths = ch.read_paths(text)
+        elif c.base and c.head:
+            paths = ch.git_changed_paths(Path(c.root), c.base, c.head)
+        else:
+            raise BadInput("ci changed-folders needs --base and --head, or --diff-file")
+        folders, notes = ch.changed_folders(paths, Path(c.root), c.records)
+        for n in notes:
+            _say(n)
+        mat = ch.matrix(folders)
+        if c.github_output:
+            ch.github_output(c.github_output, mat)
+        print(json.dumps(mat))
+        return int(Exit.COMPLIANT)
+    text = build_comment(find_reports(c.report_dirs), expected_folders(c.expect), c.details_url)
+    if c.out:
+        atomic_write_text(c.out, text)
+    else:
+        sys.stdout.write(text)
+    return int(Exit.COMPLIANT)
+
+
+def _read_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as e:
+        raise BadInput(f"cannot read {path}: {e.strerror or e}") from None
+
+
+COMMANDS = {"check": check, "run": run, "verdict": verdict, "probe": probe, "data": data, "rules": rules,
+            "audit": audit, "workflow": workflow, "ci": ci}

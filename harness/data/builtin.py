@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import progress
 from harness.errors import BadInput, HarnessError
 from harness.data.shards import BOS_ID, doc_starts, read_header, read_shard, write_shard
 
@@ -394,7 +395,8 @@ def _cached_build(root: Path, name: str, vocab: int, force: bool, build: Callabl
         raise BadInput(f"cannot create the data cache in {root} ({e.strerror or e})") from None
     t0 = time.perf_counter()
     try:
-        build(tmp)
+        with progress.step("data", f"data: building {name} (once; cached afterwards)"):
+            build(tmp)
         _publish(tmp, final, vocab, force)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

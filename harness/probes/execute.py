@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from harness import progress
 from harness.probes.stats import printed_half_ulp
 
 
@@ -192,6 +194,7 @@ class HarnessExecutor:
         self.session = Path(session_dir)
         self.fork = fork
         self.jobs = max(1, jobs)
+        self._lock = threading.Lock()
         self.variant_timeout_s = variant_timeout_s
         self.pos_bytes_of = pos_bytes_of or (lambda t: None)
         # None: C4's tolerances from cfg (rules/*.toml and harness.toml's [rules.C4])
@@ -244,6 +247,7 @@ class HarnessExecutor:
             raise ValueError("every variant of a session must have the same length")
         t0 = time.time()
         self.cost.variants += len(variants)
+        progress.show("probes", f"probes: {len(variants)} variant stream(s) ({self.cost.variants} in all)")
         out: list[VariantRun | None] = [None] * len(variants)
         rest = list(range(1, len(variants)))
         if self.fork and len(variants) > 1:
@@ -251,17 +255,27 @@ class HarnessExecutor:
             for i, r in runs.items():
                 out[i] = r
         else:
-            out[0] = self._single(variants[0])
-        for i in rest:
-            out[i] = self._single(variants[i])
+            out[0] = self._single(variants[0])  # first and alone: it is the base run the others are read against
+        if self.jobs > 1 and len(rest) > 1:
+            # each variant is a process of its own (one thread each at tiny scale): run `jobs` at a time
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+                for i, r in zip(rest, pool.map(lambda k: self._single(variants[k]), rest)):
+                    out[i] = r
+        else:
+            for i in rest:
+                out[i] = self._single(variants[i])
         self.cost.wall_s += time.time() - t0
+        progress.done("probes")
         return [r for r in out if r is not None]
 
     def _single(self, v: Variant) -> VariantRun:
         d = self.session / "runs" / v.name
         res = self._run_submission(**self._kwargs(d, v.tokens, None, None))
-        self.cost.runs += 1
-        self.cost.variant_s.append(getattr(res, "wall_s", None))
+        with self._lock:  # variants may run in threads (jobs > 1)
+            self.cost.runs += 1
+            self.cost.variant_s.append(getattr(res, "wall_s", None))
         if self.base_result is None:
             self.base_result = res
             self.cost.run_wall_s = getattr(res, "wall_s", None)

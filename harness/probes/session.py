@@ -7,7 +7,6 @@ run can serve them all.
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 import time
@@ -102,7 +101,10 @@ class SessionPlan:
 
 
 def plan_session(val_tokens: np.ndarray, vocab: int, block: int, params: Mapping[str, Any],
-                 which: Iterable[str] = PROBES, tables: Any = None, seed: int | None = None) -> SessionPlan:
+                 which: Iterable[str] = PROBES, tables: Any = None, seed: int | None = None,
+                 length: int | None = None) -> SessionPlan:
+    """length: the main run's served stream length (every variant gets it: a probe is not told apart from the
+    main run by its length); None: blocks * block + 1."""
     which = set(which)
     unknown = which - set(PROBES)
     if unknown:
@@ -110,7 +112,7 @@ def plan_session(val_tokens: np.ndarray, vocab: int, block: int, params: Mapping
     seed = int(seed if seed is not None else (params.get("seed") if params.get("seed") not in (None, "")
                                               else secrets.randbits(63)))
     rng = np.random.default_rng(seed)
-    n = stream_length(block, int(params["blocks"]))
+    n = int(length) if length else stream_length(block, int(params["blocks"]))
     ids = ordinary_ids(vocab, tables)
     base = base_stream(val_tokens, n)
     plan = SessionPlan(base=base, block=block, vocab=vocab, seed=seed, rng=rng)
@@ -180,11 +182,11 @@ def replay_identical(base: VariantRun | None, replay: VariantRun | None) -> bool
 
 def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: int, params: Mapping[str, Any],
                 which: Iterable[str] = PROBES, tables: Any = None,
-                seed: int | None = None) -> tuple[list[ProbeOutcome], dict[str, Any]]:
+                seed: int | None = None, length: int | None = None) -> tuple[list[ProbeOutcome], dict[str, Any]]:
     """Plan, run and analyse; returns the outcomes and the report's `probes` section."""
     t0 = time.time()
     which = tuple(which)
-    plan = plan_session(val_tokens, vocab, block, params, which, tables, seed)
+    plan = plan_session(val_tokens, vocab, block, params, which, tables, seed, length)
     runs = executor.run(plan.variants)
     # what one more variant of this length costs (before the batched stream, which is longer)
     cost = getattr(executor, "cost", None)
@@ -209,7 +211,9 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
         # second session: the candidates, sized by what one variant was measured to cost
         n, c2_note = c2_budget(params, vocab, per)
         plan.c2, vs = plan_c2(plan.base, vocab, n, plan.rng)
-        more = [Variant(C2_BASE, np.array(plan.base, copy=True), "base")] + vs
+        # a fork server's second session needs its own base; runs of their own compare with the first one's
+        fresh_base = bool(getattr(executor, "fork", False))
+        more = ([Variant(C2_BASE, np.array(plan.base, copy=True), "base")] if fresh_base else []) + vs
         plan.variants += more
         runs += executor.run(more)
     outcomes = analyze_session(plan, runs, params)
@@ -241,22 +245,11 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
 
 
 def block_length(env: Mapping[str, str], default: int = 1024) -> int:
-    """The stream granularity: the least common multiple of the *SEQ_LEN values the run uses."""
-    vals = []
-    for k, v in env.items():
-        if str(k).endswith("SEQ_LEN"):
-            try:
-                x = int(str(v))
-            except ValueError:
-                continue
-            if x > 0:
-                vals.append(x)
-    if not vals:
-        return default
-    out = 1
-    for x in vals:
-        out = out * x // math.gcd(out, x)
-    return out
+    """The stream granularity: the least common multiple of the *SEQ_LEN values the run uses (the runner
+    aligns the main run's stream to the same block: harness.run.serve.block_length)."""
+    from harness.run.serve import block_length as served_block
+
+    return served_block(env, default)
 
 
 def blocks_for(env: Mapping[str, str], block: int, blocks: int) -> int:

@@ -59,6 +59,14 @@ def _data(cfg: Config, opts: Mapping[str, Any]) -> tuple[np.ndarray, str | None,
     return paths.read_val(), str(tok or paths.tokenizer), int(paths.vocab_size)
 
 
+def _main_length(cfg: Config, val: np.ndarray, block: int) -> int:
+    """The length of the stream the main run serves at tiny scale (harness.run.serve.serve_data)."""
+    from harness.run.serve import cut_whole_documents
+
+    n = int(cut_whole_documents(val, int(cfg.get("run", "val_tokens", 4097))).size)
+    return (n - 1) // block * block + 1 if block > 1 and n > block + 1 else n
+
+
 def _env_for_block(cfg: Config, opts: Mapping[str, Any]) -> dict[str, str]:
     env: dict[str, str] = {}
     if (opts.get("scale") or cfg.get("run", "scale", "tiny")) == "tiny":
@@ -68,7 +76,7 @@ def _env_for_block(cfg: Config, opts: Mapping[str, Any]) -> dict[str, str]:
 
 
 def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Mapping[str, Any] | None = None,
-                       which: Iterable[str] = PROBES, sampled: bool = False
+                       which: Iterable[str] = PROBES, sampled: bool = False, length: int | None = None
                        ) -> tuple[list[RuleResult], dict[str, Any]]:
     """Run the probes on the submission at `path`; rule rows (checker "probe") and the report section.
 
@@ -91,7 +99,13 @@ def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Map
         tables = byte_tables(tok, vocab)
     env = _env_for_block(cfg, opts)
     block = block_length(env, default=2048)
-    params["blocks"] = blocks_for(env, block, int(params["blocks"]))
+    if length is None and (opts.get("scale") or cfg.get("run", "scale", "tiny")) == "tiny" \
+            and not params.get("fork"):
+        length = _main_length(cfg, val, block)  # what `harness run` serves: a probe has the main run's length
+    if length:
+        params["blocks"] = max(1, (int(length) - 1) // block)
+    else:
+        params["blocks"] = blocks_for(env, block, int(params["blocks"]))
     base_out = opts.pop("out_dir", None)
     session = (Path(base_out) / "probes") if base_out else \
         Path(cfg.get("run", "out_dir", "out")).expanduser() / session_dir_name(path)
@@ -112,7 +126,7 @@ def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Map
         path, cfg, opts, session, fork=bool(params["fork"]), jobs=int(params["jobs"]),
         variant_timeout_s=float(params["variant_timeout_s"]), pos_bytes_of=pos_bytes_of,
     )
-    outcomes, section = run_session(executor, val, vocab, block, params, which, tables)
+    outcomes, section = run_session(executor, val, vocab, block, params, which, tables, length=length)
     section["session_dir"] = str(session)
     base = executor.base_result
     if base is not None and getattr(base, "out_dir", None):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.config import Config
+from harness.errors import BadInput
 from harness.report.json_report import write_json
 from harness.report.markdown import write_markdown
 from harness.results import Report, RuleResult, Stage, Status, rule_row
@@ -63,7 +64,12 @@ def finalize(report: Report, cfg: Config) -> None:
 
 
 def write_outputs(report: Report, json_path: str | Path | None, md_path: str | Path | None) -> None:
-    if json_path:
-        write_json(report, json_path)
-    if md_path:
-        write_markdown(report, md_path)
+    """Write the report files; a path that cannot take a file (a folder, a missing or read-only folder) is
+    bad input, one line (the options check the common cases before anything runs)."""
+    for path, write in ((json_path, write_json), (md_path, write_markdown)):
+        if not path:
+            continue
+        try:
+            write(report, path)
+        except (IsADirectoryError, NotADirectoryError, FileNotFoundError, PermissionError) as e:
+            raise BadInput(f"cannot write the report to {path}: {e.strerror or e}") from None

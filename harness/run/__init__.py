@@ -13,7 +13,7 @@ Library API (check and probe code call these):
 The commands (`harness run`, `check --run`, `verdict`) are composed in harness.cli.commands.
 
 Layout: runner (the flow), workdir (fresh copy), serve (data served), scale (environment), sandbox
-(limits, network namespace, output capture, killing), monitor (ledger watching, phases, budgets),
+(limits, namespaces through the launcher nsinit, output capture, killing), monitor (ledger watching, phases, budgets),
 ending (why it ended), result (RunResult), console (summary).
 The child side is harness.runtime.bootstrap + harness.runtime.io_hooks.
 """

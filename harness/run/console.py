@@ -42,6 +42,10 @@ def print_run_summary(r: RunResult, console: Console | None = None) -> None:
         f"network {r.sandbox.get('net_isolation', '?')}; out {r.out_dir}",
         markup=False,
     )
+    if r.sandbox.get("protections"):  # which sandbox protections were on, which off and why
+        from harness.run.sandbox import protections_line
+
+        con.print(protections_line(r.sandbox["protections"]), markup=False)
     served = r.served
     if served:
         con.print(

@@ -72,7 +72,7 @@ def load_saved_run(out_dir: str | Path) -> RunResult:
         raise BadInput(f"{d}: no run.json (not a folder written by harness run --out)")
     try:
         result = RunResult.load(f)
-    except (ValueError, TypeError, UnicodeDecodeError, AttributeError) as e:  # JSONDecodeError is a ValueError
+    except (ValueError, TypeError, UnicodeDecodeError, AttributeError, RecursionError) as e:  # JSONDecodeError: ValueError
         raise BadInput(f"{f}: not a run record ({type(e).__name__}: {e})") from None
     ledger = d / Path(result.ledger_dir or "ledger").name
     if not ledger.is_dir():

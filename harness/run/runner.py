@@ -22,9 +22,10 @@ from harness.check.logs import pick_reported
 from harness.check.score_lines import PrintedScore as ScoreLine
 from harness.check.score_lines import carries_score, parse_line, script_times
 from harness.config import Config
+from harness import progress
 from harness.errors import BadInput
 from harness.fsutil import atomic_write_text
-from harness.ledger import LedgerWriter
+from harness.ledger import ChannelReader, LedgerWriter, channel_pair
 from harness.run import py312, sandbox
 from harness.run.ending import classify, summarize_budget
 from harness.run.interpreter import resolve_python
@@ -32,8 +33,9 @@ from harness.run.monitor import PARENT_LEDGER, BudgetClock, BudgetLimits, Ledger
 from harness.run.py312 import SourceRewrite
 from harness.run.result import Reported, RunResult
 from harness.run.scale import SCALES, env_overrides
-from harness.run.serve import TRAIN_GLOB, VAL_GLOB, Served, serve_data
-from harness.run.workdir import Workdir, locate_script, prepare_workdir
+from harness.run.serve import TRAIN_GLOB, VAL_GLOB, Served, block_length, serve_data
+from harness.run.witness import Witness
+from harness.run.workdir import Workdir, copy_caps, locate_script, prepare_workdir
 from harness.runtime.context import ENV_VAR, RuntimeSettings
 
 POLL_S = 0.2
@@ -179,7 +181,7 @@ def run_submission(
         val_tokens = int(run_cfg.get("val_tokens", DEFAULT_VAL_TOKENS))
     conf, conf_notes = _infer(path, infer_env)
     src, tok, vocab = _data_source(cfg, scale, data_path, tokenizer, vocab_size, conf)
-    wd = prepare_workdir(path, run_cfg.get("work_root"))
+    wd = prepare_workdir(path, run_cfg.get("work_root"), **copy_caps(run_cfg))
     try:
         rewrite, refused = _rewrite_for_host(wd, exe, pyver)
         if refused is not None:
@@ -187,6 +189,7 @@ def run_submission(
         served = serve_data(
             src, wd.data, out, tokenizer=tok, vocab_size=vocab, val_tokens=val_tokens, val_override=val_override,
             byte_sidecar=bool(conf is not None and conf.needs_byte_sidecar),
+            align=block_length({**(run_cfg.get("tiny_env") or {}), **(env or {})}) if scale == "tiny" else 1,
         )
         return _launch(
             wd, served, cfg, run_cfg, out, ledger_dir, exe, pyver, device=device, nproc=nproc, scale=scale,
@@ -232,7 +235,7 @@ def _launch(
         nofile=int(run_cfg.get("nofile_limit", 4096)),
         file_size_mb=int(run_cfg.get("file_size_limit_mb", 8192)) or None,
     )
-    isolate = bool(run_cfg.get("net_namespace", True)) and sandbox.net_isolation_available()
+    isolate = bool(run_cfg.get("net_namespace", True))
 
     cmd = [exe, wd.script.name]
     if nproc > 1:
@@ -241,14 +244,17 @@ def _launch(
     allow = sorted({"nvidia-smi", *run_cfg.get("allow_subprocess", [])})
 
     t0 = time.time()
+    # the child's ledger: a socket it inherits (read here, written to ledger_dir by the parent); the child
+    # is told neither the ledger folder nor the out folder
+    chan_parent, chan_child = channel_pair()
     settings = RuntimeSettings(
-        ledger_dir=str(ledger_dir), t0=t0, device=device, bf16_as_fp32=bool(run_cfg.get("bf16_as_fp32", True)),
+        ledger_dir="", ledger_fd=chan_child.fileno(), t0=t0, device=device, bf16_as_fp32=bool(run_cfg.get("bf16_as_fp32", True)),
         trace=trace, submission_dir=str(wd.work), vocab_size=served.vocab_size, val_glob=VAL_GLOB,
         train_glob=TRAIN_GLOB,
         extra={
             "scale": scale, "nproc": nproc, "data_dir": served.data_root or served.data_dir,
             "val_tokens": served.val_tokens,
-            "allow_subprocess": allow, "out_dir": str(out), **(runtime_extra or {}),
+            "allow_subprocess": allow, **(runtime_extra or {}),
         },
     )
     pythonpath = [str(SITE_DIR), str(wd.pylib)]
@@ -263,6 +269,9 @@ def _launch(
         child_env.setdefault("TRITON_INTERPRET", "1")
     child_env[ENV_VAR] = settings.to_env()
     child_env[sandbox.MARKER_ENV] = marker
+    # the launcher: PID / mount / network namespaces where the system allows (harness/run/nsinit.py)
+    box = sandbox.Box.prepare(run_cfg, wd.work, wd.data, [Path(settings.ledger_dir)] if settings.ledger_dir else [],
+                              exe, child_env, net=isolate)
 
     parent = LedgerWriter(ledger_dir / PARENT_LEDGER, rank=-1, t0=t0)
     lines = _Lines(parent, t0)
@@ -270,10 +279,17 @@ def _launch(
     tracker = PhaseTracker()
     tail = LedgerTail(ledger_dir)
     clock = BudgetClock(limits)
+    reader = ChannelReader(chan_parent, ledger_dir)
+    reader.start()
+    witness = Witness(served.val_files, t0)  # the OS's record of opens of the served validation files
+    witness.start()
     proc = subprocess.Popen(
-        cmd, cwd=wd.work, env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, start_new_session=True, preexec_fn=sandbox.make_preexec(box_limits, isolate),
+        box.argv(cmd), cwd=wd.work, env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, start_new_session=True, preexec_fn=sandbox.make_preexec(box_limits, box.preexec_net),
+        pass_fds=(chan_child.fileno(), *box.pass_fds),
     )
+    box.started(proc.pid)
+    chan_child.close()  # the child holds its end: the stream ends when every process holding it exits
     assert proc.stdout is not None and proc.stderr is not None
     pumps = {
         "stdout": sandbox.OutputPump(proc.stdout, out / "stdout.txt", soft, hard, lines.on("stdout")),
@@ -288,7 +304,9 @@ def _launch(
             except subprocess.TimeoutExpired:
                 pass
             tracker.feed(tail.poll())
+            box.poll()
             now = time.time() - t0
+            progress.run_phase(tracker, now)  # the live phase line (terminal only)
             if proc.returncode is not None:
                 break
             flooded = next((n for n, p in pumps.items() if p.flooded.is_set()), None)
@@ -307,10 +325,16 @@ def _launch(
         raise
     finally:
         exit_t = round(time.time() - t0, 6)
+        progress.done("run")
         sandbox.kill_tree(proc.pid, marker)  # grandchildren that outlived the child
+        box.finish(parent.emit)  # what the launcher set up; network attempts the namespace refused
         for p in pumps.values():
             p.join(timeout=10)
+        reader.finish()
         tracker.feed(tail.poll())
+        parent.emit("channel", **reader.summary())
+        parent.emit("witness", **witness.stop())
+        served.save_tokens()  # the parent's copy, over anything the child wrote there
     rc = proc.returncode
 
     stdout_all = _read_text(out / "stdout.txt") + "\n" + _read_text(out / "stderr.txt")
@@ -385,11 +409,12 @@ def _launch(
         budgets=budgets,
         served=served.to_dict(),
         artifacts=artifacts,
-        net_attempts=tracker.net,
+        net_attempts=tracker.net + box.net_events,
         subprocesses=tracker.subprocesses,
         needs_gpu=tracker.needs_gpu,
         output={n: vars(p.stats) for n, p in pumps.items()},
-        sandbox={"net_isolation": "namespace" if isolate else "hooks", "limits": vars(box_limits),
+        sandbox={"net_isolation": box.net_isolation, "limits": vars(box_limits),
+                 "protections": box.protections(box_limits, tracker.runtime), "copy_skipped": wd.skipped,
                  "timeout_s": timeout, "allow_subprocess": allow},
         tokenizer=served.tokenizer,
         vocab_size=served.vocab_size,
@@ -471,7 +496,8 @@ def _collect_artifacts(tracker: PhaseTracker, wd: Workdir, out: Path) -> list[di
             found.append(entry)
             continue
         entry["bytes"] = size
-        if size <= MAX_ARTIFACT_COPY and wd.work in src.resolve().parents:
+        # only a regular file is an artifact to keep (Triton's compiler on a GPU writes its cache under tmp/)
+        if src.is_file() and not src.is_symlink() and size <= MAX_ARTIFACT_COPY and wd.work in src.resolve().parents:
             dest = out / "artifacts" / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest)

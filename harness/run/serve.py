@@ -2,13 +2,17 @@
 
 The served validation stream is what the verdict recomputes bytes per token over: positions in the
 ledger are indexes into it. It is written as one shard in the challenge's format (harness.data.shards)
-and saved in the out folder as `val_tokens.npy`.
+for the child, and kept by the parent in memory (`Served.stream`, with its sha256): the parent writes
+`val_tokens.npy` into the out folder only after the child and its tree are gone (`save_tokens`), so a
+script that overwrites files it can reach never changes what the recomputation uses; `harness verdict`
+checks the saved copy against the hash in run.json.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +42,40 @@ class Served:
     data_root: str = ""  # DATA_DIR: the challenge repo's layout, datasets/ and tokenizers/ under it
     tokenizer_link: str | None = None  # TOKENIZER_PATH: the model under data_root/tokenizers/
     byte_sidecar: str | None = None  # fineweb_val_bytes_000000.bin, for scripts that read one
+    val_sha256: str | None = None  # of the kept stream's uint16 bytes
+    tokenizer_sha256: str | None = None  # the byte table's source, as served (checked again by the verdict)
+    # the parent's copy of the served stream (never serialized); None when too long to keep
+    stream: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "stream"}
+
+    def keep(self, stream: np.ndarray) -> None:
+        self.stream = np.array(stream, dtype="<u2", copy=True)
+        self.stream.setflags(write=False)
+        self.val_sha256 = tokens_sha256(self.stream)
+
+    def save_tokens(self) -> None:
+        """Write the parent's copy to val_tokens.npy (after the child is gone: replaces whatever is there)."""
+        if self.stream is None or not self.val_tokens_path:
+            return
+        path = Path(self.val_tokens_path)
+        tmp = path.with_name(path.name + ".tmp.npy")
+        np.save(tmp, self.stream)
+        os.replace(tmp, path)
+
+
+def file_sha256(path: str | os.PathLike[str] | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def tokens_sha256(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr, dtype="<u2").tobytes()).hexdigest()
 
 
 def val_shards(data_dir: Path) -> list[Path]:
@@ -60,6 +95,22 @@ def cut_whole_documents(stream: np.ndarray, cap: int, bos: int = BOS_ID) -> np.n
     if starts.size and starts[-1] >= cap // 2:
         return stream[: int(starts[-1])]
     return stream[:cap]
+
+
+def block_length(env: Any, default: int = 1) -> int:
+    """The stream granularity: the least common multiple of the *SEQ_LEN values of an environment."""
+    import math
+
+    out = 0
+    for k, v in (env or {}).items():
+        if str(k).endswith("SEQ_LEN"):
+            try:
+                x = int(str(v))
+            except ValueError:
+                continue
+            if x > 0:
+                out = x if not out else out * x // math.gcd(out, x)
+    return out or default
 
 
 def load_override(val_override: Any) -> np.ndarray:
@@ -95,6 +146,7 @@ def serve_data(
     val_tokens: int | None,
     val_override: Any = None,
     byte_sidecar: bool = False,
+    align: int = 1,
 ) -> Served:
     """Lay out `root` as the challenge repo's data folder (scripts read DATA_PATH, or DATA_DIR with
     datasets/fineweb10B_sp<V>/ and tokenizers/fineweb_<V>_bpe.model under it): links to the training
@@ -111,7 +163,8 @@ def serve_data(
         (root / "tokenizers").mkdir(parents=True, exist_ok=True)
         link = root / "tokenizers" / f"fineweb_{v}_bpe.model"
         os.symlink(Path(tokenizer).resolve(), link)
-    extra = {"data_root": str(root), "tokenizer_link": str(link) if link else None}
+    extra = {"data_root": str(root), "tokenizer_link": str(link) if link else None,
+             "tokenizer_sha256": file_sha256(tokenizer)}
     for t in train:
         os.symlink(t.resolve(), dest / t.name)
     served_train = [str(dest / t.name) for t in train]
@@ -140,10 +193,15 @@ def serve_data(
                 files.append(str(dest / s.name))
                 total += read_header(s)
             saved = None
+            kept = None
             if total <= MAX_SAVED_STREAM:
-                np.save(npy, np.concatenate([read_shard(s) for s in shards]))
+                kept = np.concatenate([read_shard(s) for s in shards])
                 saved = str(npy)
-            return Served(str(dest), tokenizer, vocab_size, total, saved, files, served_train, source, **extra)
+            sv = Served(str(dest), tokenizer, vocab_size, total, saved, files, served_train, source, **extra)
+            if kept is not None:
+                sv.keep(kept)
+                sv.save_tokens()
+            return sv
         pieces, have = [], 0
         for s in shards:
             arr = read_shard(s)
@@ -153,10 +211,13 @@ def serve_data(
                 break
         full = np.concatenate(pieces)
         stream = cut_whole_documents(full, val_tokens)
+        if align > 1 and stream.size > align + 1:
+            # a multiple of the sequence length plus one: what the scripts score whole, and the length every
+            # probe variant gets too (harness.probes), so a variant cannot be told from the main run by it
+            stream = stream[: (stream.size - 1) // align * align + 1]
         truncated = stream.size < full.size
     val_path = dest / VAL_SHARD_NAME
     write_shard(val_path, stream)
-    np.save(npy, stream)
     sidecar = None
     if byte_sidecar and tokenizer:
         # records that count bytes from a sidecar (CaseOps) read fineweb_val_bytes_*.bin beside the
@@ -165,8 +226,11 @@ def serve_data(
 
         sidecar = dest / VAL_SHARD_NAME.replace("fineweb_val_", "fineweb_val_bytes_")
         write_shard(sidecar, byte_counts(tokenizer, stream))
-    return Served(
+    sv = Served(
         str(dest), tokenizer, vocab_size, int(stream.size), str(npy), [str(val_path)], served_train,
         source, truncated, **extra, byte_sidecar=str(sidecar) if sidecar else None,
     )
+    sv.keep(stream)
+    sv.save_tokens()  # written again after the run (runner): a copy for a run that never launches
+    return sv
 

@@ -17,12 +17,17 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import BadInput
+from harness.fsutil import CopyLimitExceeded, regular_file_inside, safe_copy_tree
 
 SCRIPT_NAME = "train_gpt.py"
 MAX_COPY_FILE_BYTES = 512 * 1024 * 1024  # bigger files in a submission folder are not copied
-_IGNORE = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".ipynb_checkpoints")
+# the whole copy ([run] copy_max_bytes / copy_max_files override): a submission is code, logs and a 16 MB model
+COPY_MAX_BYTES = 2 * 1024 * 1024 * 1024
+COPY_MAX_FILES = 20_000
+_IGNORE = frozenset({".git", "__pycache__", ".ipynb_checkpoints"})
 
 
 @dataclass
@@ -67,18 +72,36 @@ def locate_script(path: str | os.PathLike[str]) -> tuple[Path, Path | None]:
     return p.resolve(), None
 
 
-def _copy_tree(src: Path, dst: Path, skipped: list[str]) -> None:
-    def copy(s: str, d: str) -> str:
-        if os.path.getsize(s) > MAX_COPY_FILE_BYTES:
-            skipped.append(os.path.relpath(s, src))
-            return d
-        return shutil.copy2(s, d)
+def copy_caps(run_cfg: dict[str, Any]) -> dict[str, int]:
+    """The copy's caps from [run] copy_max_bytes / copy_max_files (positive integers; BadInput otherwise)."""
+    caps = {}
+    for key, arg, default in (("copy_max_bytes", "max_bytes", COPY_MAX_BYTES),
+                              ("copy_max_files", "max_files", COPY_MAX_FILES)):
+        v = run_cfg.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise BadInput(f"harness.toml [run] {key}: expected a positive integer, got {v!r}")
+        caps[arg] = v
+    return caps
 
-    shutil.copytree(src, dst, ignore=_IGNORE, copy_function=copy, symlinks=False, dirs_exist_ok=True)
+
+def _copy_tree(src: Path, dst: Path, skipped: list[str], max_bytes: int, max_files: int) -> None:
+    """Never follows a link out of the folder, never reads a device or FIFO; capped (exit 3 past a cap)."""
+    try:
+        rep = safe_copy_tree(src, dst, max_bytes=max_bytes, max_files=max_files,
+                             max_file_bytes=MAX_COPY_FILE_BYTES, ignore=_IGNORE)
+    except CopyLimitExceeded as e:
+        raise BadInput(f"{src}: too large to copy for a run: {e} ([run] copy_max_bytes / copy_max_files)") from None
+    skipped.extend(rep.skipped)
 
 
-def prepare_workdir(path: str | os.PathLike[str], temp_root: str | None = None) -> Workdir:
+def prepare_workdir(
+    path: str | os.PathLike[str], temp_root: str | None = None, *, max_bytes: int = COPY_MAX_BYTES,
+    max_files: int = COPY_MAX_FILES,
+) -> Workdir:
     script_src, folder = locate_script(path)
+    why = regular_file_inside(script_src, folder or script_src.parent)
+    if why is not None:
+        raise BadInput(f"{script_src}: the script is {why}")
     base = Path(temp_root).expanduser() if temp_root else Path(tempfile.gettempdir())
     base.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="pgh-run-", dir=base)).resolve()
@@ -89,17 +112,20 @@ def prepare_workdir(path: str | os.PathLike[str], temp_root: str | None = None) 
     skipped: list[str] = []
     try:
         if folder is not None:
-            _copy_tree(folder, work, skipped)
+            _copy_tree(folder, work, skipped, max_bytes, max_files)
         else:
             work.mkdir()
-            shutil.copy2(script_src, work / script_src.name)
+            safe_copy_tree(script_src.parent, work, max_bytes=max_bytes, max_files=1,
+                           max_file_bytes=MAX_COPY_FILE_BYTES, only=script_src.name)
         tmp = work / "tmp"
         tmp.mkdir(exist_ok=True)
         data.mkdir()
         pylib.mkdir()
         pkg = Path(__file__).resolve().parent.parent  # the harness package
         os.symlink(pkg, pylib / "harness", target_is_directory=True)
-    except OSError as e:
+    except BaseException as e:
         shutil.rmtree(root, ignore_errors=True)
-        raise BadInput(f"cannot prepare the run's working copy: {e}") from None
+        if isinstance(e, OSError):  # an unreadable file of the submission (EIO ...), a full disk
+            raise BadInput(f"cannot prepare the run's working copy: {e}") from None
+        raise
     return Workdir(root, work, data, tmp, pylib, work / script_src.name, skipped)

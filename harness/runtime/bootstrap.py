@@ -7,9 +7,13 @@ start is reported as untraced, never as clean.
 
 Process roles:
 - torchrun's launcher (several processes, no RANK yet): not instrumented; it runs no submission code.
-- a worker / the single process: instrumented, ledger file `ledger.rank<R>.jsonl`.
+- a worker / the single process: instrumented, ledger `ledger.rank<R>.jsonl`.
 - a descendant of an instrumented process (an allowed subprocess, a forked worker): instrumented
-  too, but into its own file `ledger.rank<R>.pid<P>.jsonl` so two writers never share one file.
+  too, into its own stream (`ledger.rank<R>.pid<P>.jsonl`) so two writers never share one.
+
+Events travel on the parent's ledger channel (harness.ledger.ChannelWriter) when it gave one: each
+process numbers its own events and ends its stream at exit, after the exit checks (context
+tamper_check, the tracer's mode check) have written what they found as `tamper` events.
 """
 
 from __future__ import annotations
@@ -20,9 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.ledger import LedgerWriter
 from harness.runtime import context
-from harness.runtime.context import RuntimeContext, RuntimeSettings
+from harness.runtime.context import RuntimeContext, RuntimeSettings, new_writer
 
 # Set in the environment by an instrumented process; inherited by its descendants.
 OWNER_ENV = "HARNESS_RUNTIME_OWNER"
@@ -48,12 +51,31 @@ def _argv() -> list[str]:
 def use_own_ledger(ctx: RuntimeContext) -> None:
     """Point this process's events at a per-pid file (descendants, forked children)."""
     old = ctx.ledger
-    path = Path(ctx.settings.ledger_dir) / f"ledger.rank{ctx.rank}.pid{os.getpid()}.jsonl"
-    ctx.ledger = LedgerWriter(path, rank=ctx.rank, t0=ctx.settings.t0)
+    ctx.set_writer(new_writer(ctx.settings, ctx.rank, f"ledger.rank{ctx.rank}.pid{os.getpid()}.jsonl"))
+    if getattr(old, "path", None) is None:
+        return  # a channel writer: the parent's stream of the pid that forked must not end here
     try:
         old.close()
     except Exception:  # noqa: BLE001 - a lock held by another thread at fork time
         pass
+
+
+def _keep_channel_in_subprocesses(fd: int) -> None:
+    """subprocess closes inherited descriptors by default: torchrun's workers and allowed subprocesses
+    must keep the ledger channel (each writes its own stream on it)."""
+    import subprocess
+
+    orig = subprocess.Popen.__init__
+    if getattr(orig, "_harness_channel", False):
+        return
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("close_fds", True):
+            kwargs["pass_fds"] = tuple(sorted({*kwargs.get("pass_fds", ()), fd}))
+        orig(self, *args, **kwargs)
+
+    __init__._harness_channel = True  # type: ignore[attr-defined]
+    subprocess.Popen.__init__ = __init__  # type: ignore[method-assign]
 
 
 def _install_optional(module: str, ctx: RuntimeContext) -> str:
@@ -68,7 +90,8 @@ def _install_optional(module: str, ctx: RuntimeContext) -> str:
         return f"failed: {type(e).__name__}: {e}"
     except Exception as e:  # noqa: BLE001
         return f"failed: {type(e).__name__}: {e}"
-    install = getattr(mod, "install", None)
+    # the tracer's switch is private (a script cannot call it by name); other parts keep `install`
+    install = getattr(mod, "_install", None) or getattr(mod, "install", None)
     if install is None:
         return "missing"
     try:
@@ -84,7 +107,11 @@ def main() -> RuntimeContext | None:
     if _started:
         return context.get()
     settings = RuntimeSettings.from_env()
-    if settings is None or is_torchrun_launcher(settings):
+    if settings is None:
+        return None
+    if settings.ledger_fd is not None:
+        _keep_channel_in_subprocesses(int(settings.ledger_fd))
+    if is_torchrun_launcher(settings):
         return None
     _started = True
     descendant = bool(os.environ.get(OWNER_ENV))
@@ -120,6 +147,8 @@ def main() -> RuntimeContext | None:
         parts["shim"] = _install_optional("harness.runtime.shim", ctx)
     if settings.trace:
         parts["tracer"] = _install_optional("harness.runtime.tracer", ctx)
+    # opt-in fork mode only ([probes] fork = true): the default probes serve each variant as files, with
+    # nothing in the environment that tells a probe from the main run
     if settings.extra.get("probe") or os.environ.get("HARNESS_PROBE"):
         # the probes' fork server wraps the tracer's tag_validation: installed after it
         parts["forkserver"] = _install_optional("harness.runtime.forkserver", ctx)
@@ -150,8 +179,17 @@ def _at_exit() -> None:
         from harness.runtime import io_hooks
 
         io_hooks.flush()
+        for check in list(ctx.exit_checks):
+            try:
+                for what, detail in check():
+                    ctx.tamper(what, detail, site="")
+            except Exception as e:  # noqa: BLE001 - a check that fails is itself a finding
+                ctx.tamper("check", f"an exit check failed: {type(e).__name__}: {e}", site="")
         ctx.emit("phase", site="", name="child_exit", pid=os.getpid())
-        # the ledger stays open: every event is flushed, and late writers (threads, other atexit
-        # handlers) must not hit a closed file
+        # a file ledger stays open (late writers must not hit a closed file); a channel ends its stream:
+        # an event after this is reported by the parent
+        writer = ctx._writer  # the writer the context captured, whatever the script put in ctx.ledger
+        if getattr(writer, "path", None) is None:
+            writer.close()
     except Exception:  # noqa: BLE001 - interpreter shutdown
         pass

@@ -2,6 +2,12 @@
 
 The parent (harness.run) passes settings as JSON in the HARNESS_RUNTIME environment variable.
 Hooks (io_hooks, shim, tracer) read settings from here and emit ledger events through emit().
+
+Events go to the parent through the inherited ledger channel (settings.ledger_fd; harness.ledger
+ChannelWriter) when the parent gave one, else to a file in settings.ledger_dir (tests, the shim's own
+command line). The writer's emit is captured when the context is made, so a script that replaces
+`emit` on the context, the writer or its class changes nothing already captured, and `tamper_check()`
+(run at exit) reports the replacement.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.ledger import LedgerWriter
+from harness.ledger import ChannelWriter, LedgerWriter
 
 ENV_VAR = "HARNESS_RUNTIME"
 
@@ -27,6 +33,7 @@ class RuntimeSettings:
     trace: bool = False
     submission_dir: str = ""  # the run's working copy of the submission folder
     vocab_size: int | None = None
+    ledger_fd: int | None = None  # the parent's ledger channel (harness.ledger.ChannelWriter)
     val_glob: str = "fineweb_val_*.bin"
     train_glob: str = "fineweb_train_*.bin"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -50,9 +57,10 @@ class RuntimeContext:
     def __init__(self, settings: RuntimeSettings) -> None:
         self.settings = settings
         self.rank = int(os.environ.get("RANK", "0"))
-        self.ledger = LedgerWriter(
-            Path(settings.ledger_dir) / f"ledger.rank{self.rank}.jsonl", rank=self.rank, t0=settings.t0
-        )
+        self.ledger: Any = None
+        self.set_writer(new_writer(settings, self.rank, f"ledger.rank{self.rank}.jsonl"))
+        # called at exit (bootstrap): each returns a list of (what, detail) the runtime saw tampered with
+        self.exit_checks: list[Callable[[], list[tuple[str, str]]]] = [self.tamper_check]
         sub = settings.submission_dir
         self._sub_prefix = str(Path(sub).resolve()) + os.sep if sub else None
         self._is_sub: dict[str, bool] = {}
@@ -60,8 +68,35 @@ class RuntimeContext:
         # returned array carries provenance (positions lo, lo+1, ...). Default: no tracing.
         self.tag_validation: Callable[[Any, int, str], Any] = lambda arr, lo, file: arr
 
+    def set_writer(self, writer: Any) -> None:
+        """Use `writer` from now on (a descendant's own stream); its emit is captured here."""
+        self.ledger = writer
+        self._writer = writer
+        self._send = type(writer).emit.__get__(writer)  # the class's own method, bound now
+
     def emit(self, kind: str, site: str | None = None, **fields: Any) -> int:
-        return self.ledger.emit(kind, site=site if site is not None else self.site(), **fields)
+        return self._send(kind, site=site if site is not None else self.site(), **fields)
+
+    def tamper_check(self) -> list[tuple[str, str]]:
+        """What of the ledger's path the script replaced (instance or class attributes)."""
+        out = []
+        if "emit" in self.__dict__ or type(self).emit is not _CTX_EMIT:
+            out.append(("ledger", "the runtime context's emit was replaced"))
+        if self.ledger is not self._writer:
+            out.append(("ledger", "the runtime context's ledger writer was replaced"))
+        w = self._writer
+        if "emit" in getattr(w, "__dict__", {}) or type(w).emit is not _WRITER_EMIT.get(type(w)):
+            out.append(("ledger", f"{type(w).__name__}.emit was replaced"))
+        if isinstance(w, ChannelWriter) and w._fd != self.settings.ledger_fd:
+            out.append(("ledger", "the ledger channel's descriptor was changed"))
+        return out
+
+    def tamper(self, what: str, detail: str, site: str | None = None) -> None:
+        """Record that the script reached for the runtime's controls (the verdict: C1/C3/C4 INCONCLUSIVE)."""
+        try:
+            self._send("tamper", site=site if site is not None else self.site(), what=what, detail=detail)
+        except Exception:  # noqa: BLE001 - at interpreter exit
+            pass
 
     def is_submission_file(self, filename: str) -> bool:
         # memoized: site() runs on hot paths (every traced op that emits)
@@ -88,6 +123,17 @@ class RuntimeContext:
                 return f"{Path(fn).name}:{f.f_lineno}"
             f = f.f_back
         return None
+
+
+_CTX_EMIT = RuntimeContext.emit
+_WRITER_EMIT = {ChannelWriter: ChannelWriter.emit, LedgerWriter: LedgerWriter.emit}
+
+
+def new_writer(settings: RuntimeSettings, rank: int, name: str) -> Any:
+    """The parent's channel when it gave one, else a file `name` in settings.ledger_dir."""
+    if settings.ledger_fd is not None:
+        return ChannelWriter(int(settings.ledger_fd), rank=rank, t0=settings.t0)
+    return LedgerWriter(Path(settings.ledger_dir) / name, rank=rank, t0=settings.t0)
 
 
 _CTX: RuntimeContext | None = None

@@ -173,10 +173,10 @@ class ForkServer:
         # variant's events belong in its own folder, where the run's verdict does not read them
         ctx = self.ctx
         old = ctx.ledger
-        ctx.ledger = LedgerWriter(d / f"ledger.rank{ctx.rank}.jsonl", rank=ctx.rank, t0=ctx.settings.t0)
+        ctx.set_writer(LedgerWriter(d / f"ledger.rank{ctx.rank}.jsonl", rank=ctx.rank, t0=ctx.settings.t0))
         try:
             old.close()
-            if old.path != ctx.ledger.path and old.path.exists() and old.path.stat().st_size == 0:
+            if old.path is not None and old.path != ctx.ledger.path and old.path.exists() and old.path.stat().st_size == 0:
                 old.path.unlink()
         except Exception:  # noqa: BLE001
             pass

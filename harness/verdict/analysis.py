@@ -143,6 +143,73 @@ class Analysis:
         bad[has] = orders[u[has]] < self.tables.order[rows[has]]
         return rows[bad]
 
+    # Provenance keeps one interval hull per element, so only a hull's ends are positions a value surely
+    # depends on (min and max of its true set, widened only by coarse op handlers); a position strictly
+    # inside may never have been used. A violation is proven only through an end; one seen only inside a
+    # hull is undecided (INCONCLUSIVE), never PASS and never FAIL.
+
+    def proven_updates(self) -> list[Update]:
+        """The updates an end of whose interval the reported pass scored only after them: each surely used a
+        position before it was scored."""
+        rows = self.pass_rows
+        tb = self.tables
+        if rows is None or rows.size == 0:
+            return []
+        first = self._first_score_order()
+        return [u for u in tb.updates if any(first.get(e, -1) > u.order for e in (u.lo, u.hi))]
+
+    def updated_before_scored_surely(self) -> np.ndarray:
+        """Pass rows whose position a proven update (see proven_updates) touched before the row's score."""
+        rows = self.pass_rows
+        ups = self.proven_updates()
+        if rows is None or rows.size == 0 or not ups:
+            return np.zeros(0, dtype=np.int64)
+        points = np.unique(self.tables.pos[rows])
+        cover = earliest_cover(points, ups)[np.searchsorted(points, self.tables.pos[rows])]
+        orders = np.asarray([u.order for u in ups], dtype=np.int64)
+        has = cover >= 0
+        bad = np.zeros(rows.size, dtype=bool)
+        bad[has] = orders[cover[has]] < self.tables.order[rows[has]]
+        return rows[bad]
+
+    def proof_of(self, pos: int, score_order: int) -> tuple[Update, int]:
+        """The first proven update written before `score_order` whose range holds `pos`, and the end of its
+        range that the pass scored after it (`pos` itself when it is that end)."""
+        first = self._first_score_order()
+        for u in self.proven_updates():
+            if u.order < score_order and u.lo <= pos <= u.hi:
+                ends = [e for e in (u.lo, u.hi) if first.get(e, -1) > u.order]
+                return u, pos if pos in ends else ends[0]
+        raise ValueError(f"no proven update covers position {pos}")
+
+    def _first_score_order(self) -> dict[int, int]:
+        rows = self.pass_rows
+        tb = self.tables
+        assert rows is not None
+        order = tb.order[rows]
+        srt = np.lexsort((order, tb.pos[rows]))
+        upos, first_idx = np.unique(tb.pos[rows][srt], return_index=True)
+        return dict(zip(upos.tolist(), order[srt][first_idx].tolist()))
+
+    def dependence_proven(self, bad: np.ndarray) -> np.ndarray:
+        """Mask over `bad` (C1 rows, dep >= pos): the score depends on its target (dep == pos), or on a
+        later position the reported pass had not scored yet. dep is the hull's max, so it is a position the
+        value surely depends on. A later position scored already (phased or document-batched score-first
+        TTT trains on scored documents from anywhere in the stream) proves nothing about the positions
+        between t and dep: undecided."""
+        tb = self.tables
+        rows = self.pass_rows
+        pos, dep = tb.pos[bad], tb.dep[bad]
+        if rows is None or rows.size == 0:
+            return np.ones(bad.shape, dtype=bool)
+        order = tb.order[rows]
+        srt = np.lexsort((order, tb.pos[rows]))
+        upos, first_idx = np.unique(tb.pos[rows][srt], return_index=True)
+        first_order = order[srt][first_idx]  # first score of each position in the pass
+        k = np.clip(np.searchsorted(upos, dep), 0, max(upos.size - 1, 0))
+        scored_before = (upos[k] == dep) & (first_order[k] < tb.order[bad])
+        return (dep == pos) | ~scored_before
+
 
 def analyze(
     ledger: Ledger,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -87,6 +88,20 @@ def check_c1(an: Analysis) -> RuleResult:
     bad = rows[(dep >= 0) & (dep >= pos)]
     untraced = rows[(dep < 0) & (pos >= 1)]
     findings: list[Finding] = []
+    proven = an.dependence_proven(bad)
+    bad, hull_only = bad[proven], bad[~proven]
+    if hull_only.size:
+        r0 = int(hull_only[np.argmin(tb.pos[hull_only])])
+        e = an.event(int(tb.order[r0]))
+        p, d = int(tb.pos[r0]), int(tb.dep[r0])
+        findings.append(Finding(
+            "C1", Status.INCONCLUSIVE,
+            f"position {p} was scored from a value that depends on positions up to {d}, which the reported pass "
+            f"had already scored (state trained on scored documents from later in the stream); whether it also "
+            f"depends on unscored positions between {p} and {d} is not decided, as provenance keeps one interval "
+            f"per value ({hull_only.size} of {rows.size} scores).",
+            [Evidence(where=_where(e), positions=_ints(np.sort(tb.pos[hull_only])), events=[int(e.get("seq", 0))],
+                      time_s=_t(e), detail=f"dep {d} (scored before this score)")]))
     if bad.size:
         by_event: dict[int, list[int]] = {}
         for r in bad[np.argsort(tb.pos[bad], kind="stable")]:
@@ -116,10 +131,15 @@ def check_c1(an: Analysis) -> RuleResult:
             f"so what they looked at is unknown.",
             [Evidence(where=_where(e), positions=_ints(np.sort(tb.pos[untraced])), events=[int(e.get("seq", 0))],
                       time_s=_t(e))]))
+    findings.sort(key=lambda f: f.status is not Status.FAIL)  # the proven violation first
     if bad.size:
         status, summary = Status.FAIL, f"{bad.size} scores depend on their target or later tokens; {_pass_desc(an)}"
     elif untraced.size:
         status, summary = Status.INCONCLUSIVE, f"{untraced.size} of {rows.size} scores untraced; {_pass_desc(an)}"
+    elif hull_only.size:
+        status = Status.INCONCLUSIVE
+        summary = (f"{hull_only.size} scores depend on later positions already scored; whether on unscored ones "
+                   f"between is undecided; {_pass_desc(an)}")
     else:
         status = Status.PASS
         summary = f"every score depends only on earlier positions; {_pass_desc(an)}"
@@ -136,6 +156,10 @@ def check_c3(an: Analysis) -> RuleResult:
     bad = an.updated_before_scored()
     findings: list[Finding] = []
     bad, boundary = _split_boundary(an, bad)
+    # proven: inside the range of an update one of whose ends the pass scored only after it; the rest lie
+    # only inside ranges whose ends were scored first (undecided)
+    proven = np.isin(bad, an.updated_before_scored_surely())
+    bad, hull_only = bad[proven], bad[~proven]
     if boundary.size:
         p0 = int(tb.pos[boundary[0]])
         e0 = an.event(int(tb.order[boundary[0]]))
@@ -154,11 +178,13 @@ def check_c3(an: Analysis) -> RuleResult:
         for r in bad[np.argsort(tb.pos[bad], kind="stable")].tolist():
             by_update.setdefault(int(an.first_update[row_index[r]]), []).append(r)
         first_r = int(bad[np.argmin(tb.pos[bad])])
-        u = tb.updates[int(an.first_update[row_index[first_r]])]
         sev = an.event(int(tb.order[first_r]))
         p = int(tb.pos[first_r])
+        u, end = an.proof_of(p, int(tb.order[first_r]))
+        sure = "" if end == p else (f" (it surely used position {end}, an end of its range {u.lo}..{u.hi}, "
+                                    f"before {end} was scored)")
         msg = (f"position {p} was used in {u.what()} at {u.site or 'an unknown site'} (t={u.t:.2f}s) before it "
-               f"was scored at {_at(sev)}; {bad.size} of {rows.size} scored positions were touched by "
+               f"was scored at {_at(sev)}{sure}; {bad.size} of {rows.size} scored positions were touched by "
                f"{len(by_update)} earlier update(s).")
         evidence = []
         for ui, rs in sorted(by_update.items(), key=lambda kv: int(tb.pos[kv[1][0]]))[:3]:
@@ -177,7 +203,12 @@ def check_c3(an: Analysis) -> RuleResult:
     else:
         dep = tb.dep[rows]
         untraced = int(((dep < 0) & (tb.pos[rows] >= 1)).sum())
-        if untraced:
+        if hull_only.size:
+            status = Status.INCONCLUSIVE
+            findings.append(_hull_only_c3(an, hull_only, rows.size))
+            summary = (f"{hull_only.size} scored positions lie strictly inside the ranges of earlier updates "
+                       f"whose ends were scored first; whether an update used them is undecided; {_pass_desc(an)}")
+        elif untraced:
             status = Status.INCONCLUSIVE
             summary = (f"{untraced} scores carry no traced inputs, so updates from the same tokens may be "
                        f"untraced too; {_pass_desc(an)}")
@@ -193,6 +224,27 @@ def check_c3(an: Analysis) -> RuleResult:
                        f"no update touched a position before its score ({n_upd} updates on validation)")
             summary += f"; {_pass_desc(an)}"
     return RuleResult("C3", "", status, summary + f"; {an.stats.line()}", findings, checker="trace")
+
+
+def _hull_only_c3(an: Analysis, hull_only: np.ndarray, n_rows: int) -> Finding:
+    """Positions inside, never at an end of, the interval of an update written before their score: phased
+    or document-batched TTT trains on scored documents scattered over the stream, and one interval per
+    element spans the unscored ones between them."""
+    tb = an.tables
+    r0 = int(hull_only[np.argmin(tb.pos[hull_only])])
+    rows = an.pass_rows
+    assert rows is not None
+    ui = int(an.first_update[int(np.nonzero(rows == r0)[0][0])])
+    up, sev = tb.updates[ui], an.event(int(tb.order[r0]))
+    return Finding(
+        "C3", Status.INCONCLUSIVE,
+        f"position {int(tb.pos[r0])} lies inside positions {up.lo}..{up.hi} of {up.what()} at "
+        f"{up.site or 'an unknown site'} (t={up.t:.2f}s), written before it was scored at {_at(sev)}; both ends "
+        f"of that range were scored first and provenance keeps one interval per value, so whether the update "
+        f"used the unscored positions between them is undecided ({hull_only.size} of {n_rows} positions).",
+        [Evidence(where=up.site, positions=_ints(np.sort(tb.pos[hull_only])),
+                  events=[up.seq, int(sev.get("seq", 0))], time_s=up.t,
+                  detail=f"update {up.target or '?'} op {up.op or '?'} over positions {up.lo}..{up.hi}")])
 
 
 def _split_boundary(an: Analysis, bad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -326,6 +378,29 @@ def _coverage(an: Analysis, rows: np.ndarray, params: Mapping[str, Any], seq_len
     return out
 
 
+_ADDITIVE = ("add", "sum", "iadd", "radd", "cat", "stack", "mean")
+
+
+def _accepted_tail(an: Analysis, rows: np.ndarray, params: Mapping[str, Any], seq_lens: Sequence[int]) -> np.ndarray:
+    """The repeated positions of the accepted tail re-scoring (_same_state_tail_rescore), else none."""
+    uniq, counts = np.unique(an.tables.pos[rows], return_counts=True)
+    dup = uniq[counts > 1]
+    allow = params["tail_allowance_tokens"]
+    allow = max([int(x) for x in seq_lens] or [0]) if allow == "auto" else int(allow)
+    if dup.size and _same_state_tail_rescore(an, rows, uniq, dup, allow) is not None:
+        return dup
+    return dup[:0]
+
+
+def _tail_sum(c: Any, an: Analysis, tail: np.ndarray) -> bool:
+    """A combine that only adds the accepted tail's two scores of a position into the total: the counting
+    defect the coverage finding already names (a WARN), not a selection over passes."""
+    if not tail.size or not c.rows.size:
+        return False
+    op = (c.op or "").split("(")[0].split(".")[-1].strip("_")
+    return op in _ADDITIVE and bool(np.isin(an.tables.pos[c.rows], tail).all())
+
+
 def _combines_touching(an: Analysis, rows: np.ndarray) -> list:
     return [c for c in an.tables.combines if c.rows.size and np.isin(c.rows, rows).any()]
 
@@ -436,7 +511,8 @@ def check_c4(an: Analysis, params: Mapping[str, Any], seq_lens: Sequence[int], c
             f"({m.cand.label}): a selection after seeing the targets.",
             [Evidence(events=[s for _, s in m.cand.consumes[:4]],
                       detail=f"recomputed val_loss {m.val_loss:.6f} vs printed {an.printed.val_loss:.6f}")]))
-    for c in _combines_touching(an, rows)[:3]:
+    tail = _accepted_tail(an, rows, params, seq_lens)
+    for c in [c for c in _combines_touching(an, rows) if not _tail_sum(c, an, tail)][:3]:
         p = np.unique(tb.pos[c.rows])
         findings.append(Finding(
             "C4", Status.FAIL,
@@ -460,6 +536,9 @@ def check_c4(an: Analysis, params: Mapping[str, Any], seq_lens: Sequence[int], c
             f"(from the tokenizer's bytes) for the pass whose val_loss matches: wrong byte counting.",
             [Evidence(detail=f"|delta bpb| {m.d_bpb:.2e} > tolerance; "
                              f"val_loss {m.val_loss:.6f} vs {pr.val_loss:.6f}")]))
+    if not m.by_value and m.cand.selection == "all":
+        findings += _shading(pr, m, float(params["printed_precision_floor"]),
+                             bpb_checked=m.val_bpb is not None and m.bpb_ok)
     status = max([f.status for f in findings], key=lambda s: s.rank, default=Status.PASS)
     nums = (f"recomputed val_loss {m.val_loss:.6f}"
             + (f" val_bpb {m.val_bpb:.6f}" if m.val_bpb is not None else "")
@@ -481,6 +560,36 @@ def check_c4(an: Analysis, params: Mapping[str, Any], seq_lens: Sequence[int], c
     return RuleResult("C4", "", status, summary, findings, checker="trace")
 
 
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?(\d*)|\.(\d+))(?:[eE]([-+]?\d+))?")
+
+
+def printed_half_ulp(line: str, key: str) -> float | None:
+    """Half a unit in the last digit `key:<number>` was printed with; None when the line does not show it."""
+    m = re.search(rf"{re.escape(key)}\s*[:=]\s*", line or "")
+    n = _NUMBER.match(line, m.end()) if m else None
+    if n is None:
+        return None
+    decimals = len(n.group(1) or n.group(2) or "")
+    return 0.5 * 10.0 ** (int(n.group(3) or 0) - decimals)
+
+
+def _shading(pr: Any, m: Any, floor: float, bpb_checked: bool) -> list[Finding]:
+    """The printed numbers against the recomputation at the precision printed (C4): a number moved by less
+    than the search tolerance, but by more than its own rounding, is a FAIL."""
+    out = []
+    pairs = [("val_loss", pr.val_loss, m.val_loss)] + ([("val_bpb", pr.val_bpb, m.val_bpb)] if bpb_checked else [])
+    for key, printed, recomputed in pairs:
+        half = printed_half_ulp(pr.line, key)
+        tol = max(half if half is not None else 5e-5, floor)  # unknown print: 4 decimals, the coarsest in use
+        if abs(printed - recomputed) > tol:
+            out.append(Finding("C4", Status.FAIL,
+                               f"the printed {key} {printed} is not the recomputation {recomputed:.8f} of the "
+                               f"reported pass at the precision printed (|delta| {abs(printed - recomputed):.2e} > "
+                               f"{tol:.1e}): a shaded score.",
+                               [Evidence(detail=f"printed {key} {printed}, recomputed {recomputed:.10f}")]))
+    return out
+
+
 def check_c2(an: Analysis, params: Mapping[str, Any]) -> RuleResult:
     """The normalization probe decides C2; the trace only catches the obvious: a negative NLL is a
     probability above 1, which no normalized distribution gives."""
@@ -498,6 +607,52 @@ def check_c2(an: Analysis, params: Mapping[str, Any]) -> RuleResult:
                               [Finding("C2", Status.FAIL, msg, [Evidence(where=_where(e), positions=_ints(
                                   an.tables.pos[bad]), events=[int(e.get("seq", 0))], time_s=_t(e))])],
                               checker="trace")
+        unnorm = _unnormalized_picks(an, rows, tol)
+        if unnorm is not None:
+            return unnorm
     return RuleResult("C2", "", Status.NOT_RUN,
                       "decided by the normalization probe (harness probe --probe c2); nothing obvious in the trace",
+                      checker="trace")
+
+
+def _unnormalized_picks(an: Analysis, rows: np.ndarray, tol: float) -> RuleResult | None:
+    """Scores of the reported pass that are -log of a value picked from a full-vocabulary row of
+    non-negative values whose sum is not 1 (the tracer records each row's sum): the printed number is made
+    of them, so the distribution it scores is not normalized."""
+    tb = an.tables
+    orders, first = np.unique(tb.order, return_index=True)
+    start = dict(zip(orders.tolist(), first.tolist()))
+    picks: dict[int, list[tuple[int, float, float]]] = {}  # position -> (order, nll, row sum) of each pick
+    for o, r0 in start.items():
+        z = an.event(o).get("zsum")
+        if not isinstance(z, list):
+            continue
+        for i, v in enumerate(z):
+            r = r0 + i
+            if r < tb.n and int(tb.order[r]) == o and isinstance(v, (int, float)):
+                picks.setdefault(int(tb.pos[r]), []).append((o, float(tb.nll[r]), float(v)))
+    if not picks:
+        return None
+    bad: list[tuple[int, float]] = []
+    for r in rows.tolist():
+        # the row's own pick, or the log taken of it afterwards (a new score of the same value)
+        o, p, v = int(tb.order[r]), int(tb.pos[r]), float(tb.nll[r])
+        z = next((zs for (po, pv, zs) in picks.get(p, ()) if po <= o and abs(pv - v) <= 1e-9 * max(1.0, abs(v))),
+                 None)
+        if z is not None and abs(z - 1.0) > tol:
+            bad.append((r, z))
+    if not bad:
+        return None
+    r0, z0 = min(bad, key=lambda b: int(tb.pos[b[0]]))
+    e = an.event(int(tb.order[r0]))
+    sums = np.asarray([z for _, z in bad])
+    msg = (f"position {int(tb.pos[r0])} was scored as -log of the target's entry in a row of non-negative values "
+           f"over the whole vocabulary that sums to {z0:.4f}, not 1, at {_at(e)}; the reported number is made of "
+           f"{len(bad)} such scores (row sums {sums.min():.3f}..{sums.max():.3f}): not a normalized distribution.")
+    return RuleResult("C2", "", Status.FAIL,
+                      f"{len(bad)} of {rows.size} scores picked from unnormalized vocabulary rows "
+                      f"(sums {sums.min():.3f}..{sums.max():.3f})",
+                      [Finding("C2", Status.FAIL, msg, [Evidence(
+                          where=_where(e), positions=_ints(np.sort(tb.pos[[b[0] for b in bad]])),
+                          events=[int(e.get("seq", 0))], time_s=_t(e), detail=f"row sum {z0:.4f}")])],
                       checker="trace")

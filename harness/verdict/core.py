@@ -24,6 +24,8 @@ from harness.verdict.access import check_b4, check_d1, check_d2, check_d3
 from harness.verdict.analysis import Analysis, analyze
 from harness.verdict.budgets import ClaimedTraining, check_budget, late_train_reads, timing
 from harness.verdict.conditions import check_c1, check_c2, check_c3, check_c4
+from harness.verdict.integrity import apply as apply_integrity
+from harness.verdict.integrity import check_integrity
 from harness.verdict.passes import Printed
 
 RULE_IDS = decided_by("run")  # B2-B4, C1-C4, D1-D3: the rules a run decides (harness.rules.STAGES)
@@ -99,6 +101,10 @@ def judge(
         "B3": check_budget("B3", "eval", tm, params.get("B3", {}), scale, run_reason),
     }
     want = set(enabled) if enabled is not None else set(out)
+    integ = check_integrity(ledger)  # channel, tamper, OS witness: untrusted evidence never passes
+    if ledger.truncated:  # read under a size cap: events past it are unseen, so nothing passes on them
+        integ.add(("C1", "C3", "C4", "D1", "D2", "D3", "B4"), ledger.truncated)
+    out = dict(zip(out, apply_integrity(list(out.values()), integ)))
     results = []
     for rid in sorted(out, key=rule_order):
         if rid not in want:
@@ -108,7 +114,7 @@ def judge(
         if r.severity != "info":  # tiny-scale budget figures stay informational
             r.severity = severities.get(rid, r.severity)
         results.append(r)
-    notes = []
+    notes = list(integ.notes)
     if an.tables.malformed:
         notes.append(f"{an.tables.malformed} score events had parallel lists of different lengths and were skipped")
     if ledger.skipped_lines:
@@ -202,9 +208,24 @@ def verdict_for_run(ledger_dir: str | os.PathLike[str], run_result: Any, cfg: An
     folders += [d, d.parent] if d.is_dir() else [d.parent]
     val_tokens = _load_val_tokens(folders)
     notes: list[str] = []
+    served = _get(run_result, "served") if run_result is not None else None
+    want = served.get("val_sha256") if isinstance(served, Mapping) else None
+    if val_tokens is not None and want:
+        from harness.run.serve import tokens_sha256
+
+        if tokens_sha256(val_tokens) != want:  # changed after the parent wrote it: not the served stream
+            notes.append(f"{VAL_TOKENS_FILE} does not match the hash the harness recorded when serving it: not used")
+            val_tokens = None
     pos_bytes = None
     classes = None
     tok = _get(run_result, "tokenizer") if run_result is not None else None
+    tok_want = served.get("tokenizer_sha256") if isinstance(served, Mapping) else None
+    if tok and tok_want:
+        from harness.run.serve import file_sha256
+
+        if file_sha256(tok) != tok_want:  # the byte table's source changed since it was served
+            notes.append(f"val_bpb not recomputed: the tokenizer {Path(tok).name} is not the one served (sha256)")
+            tok = None
     if val_tokens is not None and tok:
         from harness.data import bpb
 
@@ -218,7 +239,7 @@ def verdict_for_run(ledger_dir: str | os.PathLike[str], run_result: Any, cfg: An
             notes.append(f"val_bpb not recomputed: {e}")
     elif val_tokens is None:
         notes.append(f"val_bpb not recomputed: no {VAL_TOKENS_FILE} in the run's out folder")
-    else:
+    elif not any("is not the one served" in n for n in notes):
         notes.append("val_bpb not recomputed: the run result names no tokenizer")
     params = {rid: cfg.rule_params(rid) for rid in RULE_IDS} if cfg is not None else None
     titles = {rid: r.title for rid, r in cfg.rules.items()} if cfg is not None else None

@@ -78,14 +78,17 @@ class LedgerBuilder:
 
     # ---- tracer
     def score(self, positions: Iterable[int], nll: float | Sequence[float] = 2.0, dep: Sequence[int] | None = None,
-              grad: bool = False, rank: int = 0, site: str | None = None, op: str = "cross_entropy") -> list[int]:
+              grad: bool = False, rank: int = 0, site: str | None = None, op: str = "cross_entropy",
+              zsum: Sequence[float] | None = None) -> list[int]:
+        """zsum: picks from rows that are not a distribution, each row's sum (as the tracer writes it)."""
         pos = [int(p) for p in positions]
         nlls = [float(nll)] * len(pos) if isinstance(nll, (int, float)) else [float(x) for x in nll]
         deps = [p - 1 for p in pos] if dep is None else [int(d) for d in dep]
         start = self._sid.get(rank, 0)
         sids = list(range(start, start + len(pos)))
         self._sid[rank] = start + len(pos)
-        self.ev("score", rank, site, sid=sids, pos=pos, nll=nlls, dep=deps, grad=[grad] * len(pos), op=op)
+        extra = {} if zsum is None else {"zsum": [float(z) for z in zsum]}
+        self.ev("score", rank, site, sid=sids, pos=pos, nll=nlls, dep=deps, grad=[grad] * len(pos), op=op, **extra)
         return sids
 
     def update(self, lo: int, hi: int, target: str = "param", op: str = "optimizer.step", rank: int = 0,

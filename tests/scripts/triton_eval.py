@@ -30,8 +30,11 @@ def mlp_kernel(x_ptr, w_ptr, y_ptr, M, K: tl.constexpr, N: tl.constexpr, BLOCK_M
     tl.store(y_ptr + rows[:, None] * N + ns[None, :], h * h, mask=rows[:, None] < M)
 
 
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the CPU shim maps cuda to the CPU (interpreter)
+
+
 def mlp(x, w, leak):
-    y = torch.empty(x.shape[0], w.shape[1])
+    y = torch.empty(x.shape[0], w.shape[1], device=x.device)
     mlp_kernel[(triton.cdiv(x.shape[0], 32),)](x, w, y, x.shape[0], K=D, N=H, BLOCK_M=32, LEAK=leak)  # LAUNCH
     return y
 
@@ -39,9 +42,9 @@ def mlp(x, w, leak):
 path = os.path.join(os.environ["DATA_PATH"], "fineweb_val_000000.bin")
 header = np.fromfile(path, dtype=np.int32, count=256)
 tokens = torch.from_numpy(np.fromfile(path, dtype=np.uint16, count=min(int(header[2]), T + 1), offset=1024)
-                          .astype(np.int64))
+                          .astype(np.int64)).to(DEVICE)
 torch.manual_seed(0)
-emb, w, head = torch.randn(V, D) * 0.3, torch.randn(D, H) * 0.3, torch.randn(H, V) * 0.1
+emb, w, head = (t.to(DEVICE) for t in (torch.randn(V, D) * 0.3, torch.randn(D, H) * 0.3, torch.randn(H, V) * 0.1))
 leak = os.environ.get("KERNEL", "rowwise") == "leak"
 x, y = tokens[:-1], tokens[1:]
 with torch.no_grad():

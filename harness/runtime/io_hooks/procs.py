@@ -3,8 +3,11 @@
 Who asked decides: a spawn whose nearest caller (past the process machinery of os, subprocess,
 multiprocessing, concurrent.futures, and the pass-through wrappers of these hooks and the CPU shim) is
 library code (torch's compile workers, ctypes.util, a DataLoader) or another part of the harness
-runtime (the probes' fork server) is allowed; one asked for by the submission's own code, or by code
-with no file (exec of a string), is allowed only when its program is on the allow-list (settings extra
+runtime (the probes' fork server) is allowed. Library means: a module imported from the interpreter's
+own library folders, running in its own namespace (not a path that merely contains "site-packages", not
+source the script compiled under a library's file name). Every spawn is recorded either way, and the
+process belongs to the run's PID namespace (it dies with the run) where the sandbox has one. One asked
+for by the submission's own code, or by code with no file (exec of a string), is allowed only when its program is on the allow-list (settings extra
 `allow_subprocess`, default nvidia-smi; "fork" and "multiprocessing" name those kinds of start).
 Others raise PermissionError. RLIMIT_NPROC does not bind root, hence this layer. On CPU runs the shim
 answers nvidia-smi and pyminify in-process (harness/runtime/shim/subprocs.py) before any of this: no
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import inspect
 import os
 import shlex
 import sys
@@ -61,7 +63,15 @@ class Origin:
         for key in ("stdlib", "platstdlib", "purelib", "platlib"):
             p = sysconfig.get_paths().get(key)
             if p:
-                libs.add(os.path.abspath(p) + os.sep)
+                libs.add(os.path.realpath(p) + os.sep)
+        try:
+            import site
+
+            libs.update(os.path.realpath(p) + os.sep for p in site.getsitepackages())
+        except (AttributeError, OSError):  # a virtualenv's old site module
+            pass
+        # only the interpreter's own library folders, fixed before the script runs: never a name that merely
+        # looks like one ("site-packages" in a path the script chose)
         self.lib_dirs = tuple(sorted(libs))
 
     def _machinery(self, fn: str) -> bool:
@@ -77,13 +87,30 @@ class Origin:
                     return "script"  # exec'd / compiled source: the submission's, presumably
                 if self.st.ctx.is_submission_file(afn):
                     return "script"
-                if afn.startswith(self.harness_dir):
+                if afn.startswith(self.harness_dir) and _loaded_module(f, afn):
                     return "harness"
-                if afn.startswith(self.lib_dirs) or "site-packages" in afn or "dist-packages" in afn:
+                if os.path.realpath(afn).startswith(self.lib_dirs) and _loaded_module(f, afn):
                     return "library"
                 return "script"
             f = f.f_back
         return "script"
+
+
+def _loaded_module(frame: Any, filename: str) -> bool:
+    """Whether the frame runs in an imported module's own namespace, loaded from `filename`: code compiled
+    by the script under a library's file name (compile(src, ".../site-packages/x.py", "exec")) is not."""
+    g = frame.f_globals
+    mod = sys.modules.get(g.get("__name__", "") if isinstance(g.get("__name__"), str) else "")
+    if mod is None or getattr(mod, "__dict__", None) is not g:
+        return False
+    spec = getattr(mod, "__spec__", None)
+    origin = getattr(spec, "origin", None) or getattr(mod, "__file__", None)
+    if not isinstance(origin, str):
+        return False
+    try:
+        return os.path.realpath(origin) == os.path.realpath(filename)
+    except (OSError, ValueError):
+        return False
 
 
 def _program(argv: Any, shell: bool) -> tuple[list[str], str | None]:
@@ -125,20 +152,22 @@ def install(st: HookState) -> None:
 
     # subprocess.Popen (run, call, check_output, os.popen, asyncio...)
     real_init = subprocess.Popen.__init__
-    sig = inspect.signature(real_init)
 
     @functools.wraps(real_init)
     def popen_init(self: Any, *args: Any, **kwargs: Any) -> None:
         if not st.quiet():
-            try:
-                b = sig.bind(self, *args, **kwargs)
-                a = b.arguments
-                argv, program = _program(a.get("args"), bool(a.get("shell", False)))
-                exe = a.get("executable")
-                if exe is not None and not a.get("shell", False):
+            # by the standard library's positions (args, bufsize, executable, ..., shell = 9th), never by the
+            # signature of whatever __init__ is installed now: a (*args, **kwargs) wrapper (the CPU shim's
+            # subclass, the runtime's ledger-channel pass-through) would hide them
+            cmd = kwargs.get("args", args[0] if args else None)
+            shell = bool(kwargs.get("shell", args[8] if len(args) > 8 else False))
+            exe = kwargs.get("executable", args[2] if len(args) > 2 else None)
+            argv, program = _program(cmd, shell)
+            if exe is not None and not shell:
+                try:
                     program = os.path.basename(os.fsdecode(exe))
-            except TypeError:
-                argv, program = [repr(args[:1])], None
+                except TypeError:
+                    program = None
             decide(argv, program)
         with st.quietly():
             real_init(self, *args, **kwargs)

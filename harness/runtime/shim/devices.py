@@ -154,6 +154,19 @@ def install(torch: ModuleType) -> None:
     Tensor.type = type_
     state.note("Tensor.to/cuda/pin_memory/type")
 
+    # Tensor.is_cuda: the script asked for CUDA and got CPU tensors; its own guards (`if not x.is_cuda:
+    # raise ...` before a Triton kernel, which then runs under the interpreter) must see what it asked for.
+    # torch's, Triton's and the harness's code keep the truth, so no library takes a CUDA-only path.
+    real_is_cuda = torch._C.TensorBase.is_cuda
+
+    def is_cuda_(self: Any) -> bool:
+        if real_is_cuda.__get__(self):
+            return True
+        return self.device.type == CPU and state.script_frame(1)
+
+    Tensor.is_cuda = property(is_cuda_)
+    state.note("Tensor.is_cuda (the script's frames)")
+
     # nn.Module.to / cuda / to_empty ----------------------------------------------------------
     Module = torch.nn.Module
     orig_mod_to = Module.to

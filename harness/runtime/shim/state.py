@@ -52,6 +52,15 @@ def site() -> str | None:
     return None
 
 
+def script_frame(depth: int) -> bool:
+    """Whether the frame `depth` levels above the caller runs the submission's own code (its files when the
+    context knows them; else any file outside the harness, torch, triton and importlib)."""
+    fn = sys._getframe(depth + 1).f_code.co_filename
+    if ctx is not None and getattr(ctx, "_sub_prefix", None) is not None:
+        return bool(ctx.is_submission_file(fn))
+    return not fn.startswith(_HARNESS_DIR) and not any(p in fn for p in _SKIP_PARTS) and "site-packages" not in fn
+
+
 def emit(kind: str, **fields: object) -> None:
     if ctx is not None:
         try:

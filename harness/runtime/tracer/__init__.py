@@ -51,10 +51,20 @@ Known holes (what the trace cannot see; the behavioural probes cover them):
 - compiled kernels bypass the dispatcher: ``torch.compile`` becomes the identity; Triton kernels
   and custom ops without a handler take the coarse union;
 - the interval hull over-approximates an element that depends on far-apart positions.
+Controls (the threat model): the switches are private (``_install``, ``_uninstall``); the public
+``install`` / ``uninstall`` / ``current`` remain for the harness's own code and tests, and a call to them from
+the submission's own files is refused (``current`` answers None) and recorded as a ``tamper`` event.
+The dispatch-mode exits a script can reach by name (``_disable_current_modes``, ``_pop_mode``,
+``_pop_mode_temporarily``, ``torch._C._pop_torch_dispatch_stack``, ``_unset_dispatch_mode``,
+``_DisableTorchDispatch``) are wrapped: a call from the submission's files is recorded (the call still happens; the verdict makes C1/C3/C4 INCONCLUSIVE). Threads started with
+``_thread.start_new_thread`` enter the mode like ``threading.Thread``. At exit the mode must still be on
+the main thread's stack. What a script can still do in-process (reach the objects through ``gc``) is left
+to the behavioural probes.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 _TRACER: Any = None
@@ -63,7 +73,97 @@ _CTX: Any = None
 _SAVED_TAG: Any = None
 
 
+def _from_submission(ctx: Any, depth: int = 2) -> bool:
+    """Whether the caller `depth` frames up is one of the submission's own files."""
+    if ctx is None or not hasattr(ctx, "is_submission_file"):
+        return False
+    try:
+        return bool(ctx.is_submission_file(sys._getframe(depth).f_code.co_filename))
+    except (ValueError, OSError):
+        return False
+
+
+def _refused(name: str) -> bool:
+    """A public switch called from the submission: recorded and refused."""
+    from harness.runtime import context
+
+    ctx = context.get()
+    if not _from_submission(ctx, 3):
+        return False
+    ctx.tamper("tracer", f"the script called harness.runtime.tracer.{name}()", site=ctx.site(3))
+    return True
+
+
 def install(ctx: Any) -> Any:
+    if _refused("install"):
+        return None
+    return _install(ctx)
+
+
+def uninstall() -> None:
+    if _refused("uninstall"):
+        return None
+    return _uninstall()
+
+
+def current() -> Any:
+    """The active Tracer, or None (always None to the submission's own code)."""
+    if _refused("current"):
+        return None
+    return _TRACER
+
+
+_DISPATCH_EXITS = (
+    ("torch.utils._python_dispatch", ("_disable_current_modes", "_pop_mode", "_pop_mode_temporarily",
+                                      "_pop_torch_dispatch_stack")),
+    ("torch._C", ("_pop_torch_dispatch_stack", "_unset_dispatch_mode", "_DisableTorchDispatch",
+                  "_disabled_torch_dispatch_impl")),
+)
+
+
+def _guard_dispatch_exits(ctx: Any, undo: list[Any]) -> None:
+    """Wrap the named ways out of the dispatch mode: a call from the submission's files is recorded."""
+    import importlib
+
+    for modname, names in _DISPATCH_EXITS:
+        mod = importlib.import_module(modname)
+        for name in names:
+            orig = getattr(mod, name, None)
+            if orig is None or getattr(orig, "_harness_guard", False):
+                continue
+
+            def guard(*a: Any, __orig: Any = orig, __name: str = f"{modname}.{name}", **k: Any) -> Any:
+                if _from_submission(ctx, 2):
+                    ctx.tamper("dispatch_mode", f"the script called {__name}: ops inside leave the tracer",
+                               site=ctx.site(2))
+                return __orig(*a, **k)
+
+            guard._harness_guard = True  # type: ignore[attr-defined]
+            setattr(mod, name, guard)
+            undo.append((mod, name, orig))
+
+
+def _guard_raw_threads(mode_for_thread: Any, undo: list[Any]) -> None:
+    """`_thread.start_new_thread` bypasses threading.Thread (whose start enters the mode): wrap it too."""
+    import _thread
+
+    orig = _thread.start_new_thread
+
+    def start_new_thread(function: Any, args: Any, kwargs: Any = None) -> Any:
+        def run(*a: Any, **k: Any) -> Any:
+            with mode_for_thread():
+                return function(*a, **k)
+
+        return orig(run, args, kwargs or {})
+
+    _thread.start_new_thread = start_new_thread  # type: ignore[assignment]
+    undo.append((_thread, "start_new_thread", orig))
+
+
+_GUARDS: list[Any] = []
+
+
+def _install(ctx: Any) -> Any:
     """Start tracing in this process; returns the Tracer (idempotent)."""
     global _TRACER, _MODE, _CTX, _SAVED_TAG
     if _TRACER is not None:
@@ -95,10 +195,24 @@ def install(ctx: Any) -> Any:
     patches.install_all(tr, lambda: TraceMode(tr))
     _MODE = TraceMode(tr)
     _MODE.__enter__()
+    _guard_raw_threads(lambda: TraceMode(tr), _GUARDS)
+    if hasattr(ctx, "tamper"):
+        _guard_dispatch_exits(ctx, _GUARDS)
+    mode = _MODE
+
+    def mode_still_on() -> list[tuple[str, str]]:
+        from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+        if _TRACER is tr and not any(m is mode for m in _get_current_dispatch_mode_stack()):
+            return [("dispatch_mode", "the tracer's dispatch mode was no longer active at exit")]
+        return []
+
+    if hasattr(ctx, "exit_checks"):
+        ctx.exit_checks.append(mode_still_on)
     return tr
 
 
-def uninstall() -> None:
+def _uninstall() -> None:
     """Stop tracing: leave the dispatch mode, undo every patch, write a last stats event."""
     global _TRACER, _MODE, _CTX, _SAVED_TAG
     if _TRACER is None:
@@ -115,9 +229,7 @@ def uninstall() -> None:
         if _CTX is not None and _SAVED_TAG is not None:
             _CTX.tag_validation = _SAVED_TAG
         tr.store.clear()
+        while _GUARDS:
+            mod, name, orig = _GUARDS.pop()
+            setattr(mod, name, orig)
         _TRACER = _MODE = _CTX = _SAVED_TAG = None
-
-
-def current() -> Any:
-    """The active Tracer, or None."""
-    return _TRACER

@@ -34,6 +34,33 @@ def filled(shape: Any, value: Any, dtype: Any = None) -> np.ndarray:
     return a
 
 
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc mallopt parameters
+_TUNED = False
+
+
+def tune_allocator() -> None:
+    """Keep freed memory in the process for reuse (glibc): the tracer allocates and frees provenance
+    arrays as large as the tensors for every op, and with glibc's defaults each one is a fresh mmap
+    whose pages fault in again (measured: about a third of a traced op's time, in the kernel).
+    Allocator settings only, values are untouched; any failure leaves the defaults."""
+    global _TUNED
+    if _TUNED:
+        return
+    _TUNED = True
+    try:
+        import ctypes
+        import sys
+
+        if not sys.platform.startswith("linux"):
+            return
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)  # glibc's maximum: below it, reuse heap memory
+        libc.mallopt(_M_TRIM_THRESHOLD, 512 * 1024 * 1024)  # give memory back only past this much free
+        libc.mallopt(_M_TOP_PAD, 64 * 1024 * 1024)
+    except Exception:  # noqa: BLE001 - not glibc (musl, macOS): keep the defaults
+        pass
+
+
 E_LO = np.int32(np.iinfo(np.int32).max)
 E_HI = np.int32(-1)
 NO_SID = np.int64(-1)
@@ -82,6 +109,13 @@ class Entry:
         self.hi = filled(max(n, 1), E_HI, np.int32)
         self.sid: np.ndarray | None = None
         self.itemsize = itemsize
+
+    @classmethod
+    def of(cls, lo: np.ndarray, hi: np.ndarray, sid: np.ndarray | None, itemsize: int) -> "Entry":
+        """An entry holding the given flat arrays (no placeholder allocation)."""
+        e = cls.__new__(cls)
+        e.lo, e.hi, e.sid, e.itemsize = lo, hi, sid, itemsize
+        return e
 
     def grow(self, n: int) -> None:
         if n <= self.lo.size:
@@ -136,11 +170,26 @@ def _grid(offset: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.n
 
 def _extent(offset: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, int]:
     """First and one-past-last element index touched (in units of the view's itemsize)."""
-    if any(s == 0 for s in shape):
-        return offset, offset
-    lo = offset + sum((n - 1) * s for n, s in zip(shape, strides) if s < 0)
-    hi = offset + sum((n - 1) * s for n, s in zip(shape, strides) if s > 0) + 1
-    return lo, hi
+    lo = hi = offset
+    for n, s in zip(shape, strides):  # one loop: this runs for every read and write
+        if n == 0:
+            return offset, offset
+        if s > 0:
+            hi += (n - 1) * s
+        elif s < 0:
+            lo += (n - 1) * s
+    return lo, hi + 1
+
+
+def _own(a: np.ndarray, shape: tuple[int, ...], dtype: Any, fresh: bool) -> np.ndarray:
+    """``a`` broadcast to ``shape`` as a new flat block array of ``dtype``. ``fresh``: the caller made
+    ``a`` for this write alone, so a C-contiguous array that owns its memory is taken over, not copied."""
+    if (fresh and a.base is None and a.dtype == dtype and a.shape == shape and a.flags.c_contiguous
+            and a.flags.writeable):
+        return a.reshape(-1)
+    out = _np_empty(shape, dtype)
+    np.copyto(out, a, casting="unsafe")
+    return out.reshape(-1)
 
 
 def _covers_block(loc: Loc) -> bool:
@@ -160,16 +209,20 @@ class Store:
     """All traced blocks and their metadata, keyed by id(owner)."""
 
     def __init__(self) -> None:
+        tune_allocator()
         self.entries: dict[int, Entry] = {}
         self.metas: dict[int, Meta] = {}
-        self._finalizers: dict[int, weakref.finalize] = {}
+        # id(owner) -> weak reference whose callback drops the entry when the owner dies (a plain
+        # weakref.ref: weakref.finalize costs several times more and this runs for every new output)
+        self._finalizers: dict[int, weakref.ref] = {}
         self.coarse_views = 0  # reads/writes through a view whose itemsize differs from the block's
 
     # -- keys and lifetime -------------------------------------------------------------------------
     def _track(self, owner: Any) -> int:
         key = id(owner)
         if key not in self._finalizers:
-            self._finalizers[key] = weakref.finalize(owner, self._drop, key)
+            drop = self._drop
+            self._finalizers[key] = weakref.ref(owner, lambda _r, key=key: drop(key))
         return key
 
     def _drop(self, key: int) -> None:
@@ -178,9 +231,7 @@ class Store:
         self._finalizers.pop(key, None)
 
     def clear(self) -> None:
-        for f in list(self._finalizers.values()):
-            f.detach()
-        self._finalizers.clear()
+        self._finalizers.clear()  # a dropped weakref.ref never calls its callback
         self.entries.clear()
         self.metas.clear()
 
@@ -281,8 +332,11 @@ class Store:
         return Prov(lo, hi, sid)
 
     # -- writing -------------------------------------------------------------------------------------
-    def write(self, loc: Loc | None, p: Prov | None) -> None:
-        """Overwrite the located elements' provenance with ``p`` (None = untraced)."""
+    def write(self, loc: Loc | None, p: Prov | None, fresh: bool = False) -> None:
+        """Overwrite the located elements' provenance with ``p`` (None = untraced).
+
+        ``fresh``: ``p``'s arrays were made for this write alone (a handler's own union), so a new
+        block may take them over instead of copying them."""
         if loc is None:
             return
         e = self.entries.get(loc.key)
@@ -291,11 +345,11 @@ class Store:
                 return
             self._track(loc.owner)
             if _covers_block(loc):  # a fresh contiguous output: its provenance becomes the block's
-                e = self.entries[loc.key] = Entry(0, loc.itemsize)
-                e.lo = np.array(np.broadcast_to(p.lo, loc.shape), np.int32).reshape(-1)
-                e.hi = np.array(np.broadcast_to(p.hi, loc.shape), np.int32).reshape(-1)
+                sid = None
                 if p.sid is not None and p.has_sid():
-                    e.sid = np.array(np.broadcast_to(p.sid, loc.shape), np.int64).reshape(-1)
+                    sid = _own(p.sid, loc.shape, np.int64, fresh)
+                self.entries[loc.key] = Entry.of(_own(p.lo, loc.shape, np.int32, fresh),
+                                                 _own(p.hi, loc.shape, np.int32, fresh), sid, loc.itemsize)
                 return
             e = self.entries[loc.key] = Entry(loc.n_owner, loc.itemsize)
         lo_i, hi_i = _extent(loc.offset, loc.shape, loc.strides)

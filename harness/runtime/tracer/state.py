@@ -113,9 +113,22 @@ class Tracer:
         ps = [p for p in provs if p is not None]
         if not ps:
             return None
-        lo = np.array(np.broadcast_to(ps[0].lo, shape), np.int32)
-        hi = np.array(np.broadcast_to(ps[0].hi, shape), np.int32)
-        for p in ps[1:]:
+        a = ps[0]
+        if (len(ps) >= 2 and a.lo.dtype == np.int32 and ps[1].lo.dtype == np.int32 and a.hi.dtype == np.int32
+                and ps[1].hi.dtype == np.int32
+                and np.broadcast_shapes(a.lo.shape, ps[1].lo.shape, a.hi.shape, ps[1].hi.shape, shape) == tuple(shape)):
+            # two inputs: their min / max are written straight into the new arrays (no first copy)
+            lo = np.minimum(a.lo, ps[1].lo, out=pv._np_empty(shape, np.int32))
+            hi = np.maximum(a.hi, ps[1].hi, out=pv._np_empty(shape, np.int32))
+            rest = ps[2:]
+        else:
+            # np.copyto broadcasts in C: np.array(np.broadcast_to(...)) cost more in Python than in copying
+            lo = pv._np_empty(shape, np.int32)
+            np.copyto(lo, a.lo, casting="unsafe")
+            hi = pv._np_empty(shape, np.int32)
+            np.copyto(hi, a.hi, casting="unsafe")
+            rest = ps[1:]
+        for p in rest:
             np.minimum(lo, p.lo, out=lo)
             np.maximum(hi, p.hi, out=hi)
         sid = self.merge_sids([p.sid for p in ps], shape, op)
@@ -160,10 +173,12 @@ class Tracer:
         return out.reshape(out_shape)
 
     # -- scores --------------------------------------------------------------------------------------
-    def new_scores(self, pos: np.ndarray, nll: np.ndarray, dep: np.ndarray, grad: bool, op: str) -> np.ndarray:
+    def new_scores(self, pos: np.ndarray, nll: np.ndarray, dep: np.ndarray, grad: bool, op: str,
+                   zsum: np.ndarray | None = None) -> np.ndarray:
+        """zsum: for picks from rows that are not a normalized distribution, each row's sum (NaN: unknown)."""
         sids = self.book.new(np.asarray(pos, np.int64).ravel(), np.asarray(dep, np.int64).ravel())
         if sids.size:
-            self.emitter.score(sids, pos, nll, dep, grad, op, self.site())
+            self.emitter.score(sids, pos, nll, dep, grad, op, self.site(), zsum=zsum)
             self.epoch += 1
         return sids
 

@@ -17,17 +17,43 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from harness.runtime.tracer import op_table, ops
 from harness.runtime.tracer.state import Tracer
 
-_FACTORY: dict[Any, bool] = {}
+# per op overload: (OpInfo, its handler, is a factory); the schema is parsed and the handler looked up once
+_CACHE: dict[Any, tuple[Any, Any, bool]] = {}
 
 
-def _is_factory(func: Any) -> bool:
-    hit = _FACTORY.get(func)
+def _entry(func: Any) -> tuple[Any, Any, bool]:
+    hit = _CACHE.get(func)
     if hit is None:
-        hit = _FACTORY[func] = op_table.base_name(func) in op_table.FACTORIES
+        info = ops.op_info(func)
+        hit = _CACHE[func] = (info, ops.HANDLERS.get(info.kind, ops.h_unhandled),
+                              op_table.base_name(func) in op_table.FACTORIES)
     return hit
 
 
+def _is_factory(func: Any) -> bool:
+    return _entry(func)[2]
+
+
+def _compile_is_identity() -> bool:
+    """torch.compile replaced by the CPU shim: nothing is ever compiled in this process."""
+    return str(getattr(torch.compile, "__module__", "")).startswith("harness.runtime.shim")
+
+
 class TraceMode(TorchDispatchMode):
+    """The dispatch mode. torch wraps a mode's ``__torch_dispatch__`` in ``torch._disable_dynamo``, which
+    enters and leaves a dynamo context on every op (and imports torch._dynamo on the first); where the
+    CPU shim made torch.compile the identity there is no compiler to keep out, so this class is left
+    unwrapped and ``_DynamoSafeTraceMode`` (wrapped) is used otherwise."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "TraceMode":
+        if cls is TraceMode and not _compile_is_identity():
+            cls = _DynamoSafeTraceMode
+        return super().__new__(cls)
+
     def __init__(self, tracer: Tracer) -> None:
         super().__init__()
         self.tracer = tracer
@@ -37,10 +63,11 @@ class TraceMode(TorchDispatchMode):
         tr = self.tracer
         if getattr(tr.tls, "busy", False):
             return func(*args, **kwargs)
-        if not _any_traced(tr.store.entries, args, kwargs):
+        entries = tr.store.entries
+        if not entries or not _any_traced(entries, args, kwargs):
             out = func(*args, **kwargs)
             tr.fast_ops += 1
-            if _is_factory(func) and isinstance(out, torch.Tensor):
+            if isinstance(out, torch.Tensor) and _entry(func)[2]:
                 owner = tr.store.tensor_owner(out)
                 if owner is not None:
                     with tr.lock:
@@ -52,44 +79,48 @@ class TraceMode(TorchDispatchMode):
         return out
 
 
-def _traced(entries: dict[int, Any], t: Any) -> bool:
-    try:
-        return id(t.untyped_storage()) in entries
-    except (RuntimeError, NotImplementedError, TypeError):
-        return False
+class _DynamoSafeTraceMode(TraceMode):
+    """TraceMode with torch's dynamo guard around ``__torch_dispatch__`` (a real torch.compile is present)."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return True
+
+    __torch_dispatch__ = TraceMode.__torch_dispatch__  # in this class's dict: __init_subclass__ wraps it
 
 
 def _any_traced(entries: dict[int, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     if not entries:
         return False
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            if _traced(entries, a):
-                return True
-        elif isinstance(a, (list, tuple)):
-            for x in a:
-                if isinstance(x, torch.Tensor) and _traced(entries, x):
-                    return True
-    for a in kwargs.values():
-        if isinstance(a, torch.Tensor):
-            if _traced(entries, a):
-                return True
-        elif isinstance(a, (list, tuple)):
-            for x in a:
-                if isinstance(x, torch.Tensor) and _traced(entries, x):
-                    return True
+    Tensor = torch.Tensor
+    for group in (args, kwargs.values()) if kwargs else (args,):
+        for a in group:
+            if isinstance(a, Tensor):
+                try:
+                    if id(a.untyped_storage()) in entries:
+                        return True
+                except (RuntimeError, NotImplementedError, TypeError):
+                    pass
+            elif isinstance(a, (list, tuple)):
+                for x in a:
+                    if isinstance(x, Tensor):
+                        try:
+                            if id(x.untyped_storage()) in entries:
+                                return True
+                        except (RuntimeError, NotImplementedError, TypeError):
+                            pass
     return False
 
 
 def apply(tr: Tracer, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
     """Run the op's provenance handler (the op itself already ran)."""
-    info = ops.op_info(func)
+    info, h, _ = _entry(func)
     tr.handler_counts[info.kind] += 1
     tr.tick()
     with tr.internal():
         call = ops.OpCall(tr, func, info, args, kwargs, out)
         try:
-            ops.HANDLERS.get(info.kind, ops.h_unhandled)(call)
+            h(call)
         except Exception as e:  # noqa: BLE001 - a handler bug must not kill the script: widen instead
             if tr.strict:
                 raise

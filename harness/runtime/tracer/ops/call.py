@@ -75,6 +75,7 @@ class OpCall:
         self.b: dict[str, Any] = dict(zip(info.names, args))
         self.b.update(kwargs)
         self._pc: dict[int, Prov | None] = {}
+        self._dests: list[torch.Tensor] | None = None
 
     def p(self, x: Any) -> Prov | None:
         if not isinstance(x, torch.Tensor):
@@ -85,12 +86,16 @@ class OpCall:
         return self._pc[k]
 
     def dests(self) -> list[torch.Tensor]:
-        out: list[torch.Tensor] = []
-        for n in self.info.mutated:
-            out.extend(_tensors(self.b.get(n)))
-        return out
+        if self._dests is None:  # asked once per output and operand: build the list once per call
+            out: list[torch.Tensor] = []
+            for n in self.info.mutated:
+                out.extend(_tensors(self.b.get(n)))
+            self._dests = out
+        return list(self._dests)
 
     def is_dest(self, t: torch.Tensor) -> bool:
+        if not self.info.mutated:
+            return False
         return any(t is d for d in self.dests())
 
     def operands(self) -> list[torch.Tensor]:
@@ -115,7 +120,8 @@ class OpCall:
         return res
 
     # -- writing -------------------------------------------------------------------------------------
-    def assign(self, t: torch.Tensor, p: Prov | None, op: str | None = None) -> None:
+    def assign(self, t: torch.Tensor, p: Prov | None, op: str | None = None, fresh: bool = False) -> None:
+        """``fresh``: ``p`` was built for this output alone (see ``Store.write``)."""
         tr = self.tr
         loc = tr.store.locate_tensor(t)
         if loc is None:
@@ -125,7 +131,7 @@ class OpCall:
         shape = tuple(t.shape)
         if p is not None and p.shape != shape:
             p = fit(p, shape)
-        tr.store.write(loc, p)
+        tr.store.write(loc, p, fresh)
         if self.is_dest(t):
             meta = tr.store.metas.get(loc.key)
             if meta is not None:

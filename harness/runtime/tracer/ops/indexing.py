@@ -42,10 +42,34 @@ def target_selection(c: OpCall, src: torch.Tensor, dim: int, ip: Prov | None,
         return False, None
     if mark is None:
         mark = infer_distribution(src)
-    if mark is None:  # not a distribution (raw counts, a bias table): the target's position counts
+    if mark is None and probability_rows(src):
+        # values in [0, 1] over the whole vocabulary, not summing to 1 (a mixture of probabilities that is
+        # not normalized): the pick is scored as -log of the value, with the row's sum, so that a reported
+        # number made of these picks is a C2 FAIL with the sums (a pick divided later never matches the
+        # printed number and proves nothing). A gate built from the pick still reaches the target through
+        # the score-id channel, as for a normalized pick.
+        c.tr.coarse["target_pick_from_unnormalized_probs"] += 1
+        return True, ("punnorm", n)
+    if mark is None:  # not a distribution (raw counts, signed logits, a bias table): the target's position counts
         c.tr.coarse["target_pick_from_unnormalized_row"] += 1
         return False, None
     return True, mark
+
+
+def probability_rows(src: torch.Tensor) -> bool:
+    if not src.is_floating_point() or src.numel() == 0:
+        return False
+    v = np_values(src)
+    return bool(np.isfinite(v).all() and v.min() >= 0 and v.max() <= 1)
+
+
+def _row_sums(src: torch.Tensor, out_shape: tuple[int, ...]) -> np.ndarray | None:
+    """Each picked value's row sum, when the pick (a gather along the last dim) keeps the rows' shape."""
+    sums = np_values(src).astype(np.float64).sum(-1, keepdims=True)
+    try:
+        return np.broadcast_to(sums, out_shape)
+    except ValueError:
+        return None
 
 
 def infer_distribution(src: torch.Tensor) -> tuple[str, int] | None:
@@ -56,7 +80,8 @@ def infer_distribution(src: torch.Tensor) -> tuple[str, int] | None:
     return rows_distribution(np_values(src))
 
 
-def _score_selection(c: OpCall, out: torch.Tensor, p: Prov, tpos: Prov, mark: tuple[str, int]) -> Prov:
+def _score_selection(c: OpCall, out: torch.Tensor, p: Prov, tpos: Prov, mark: tuple[str, int],
+                     zsum: np.ndarray | None = None) -> Prov:
     """Selected entries of a log-prob / prob distribution at target positions become scores."""
     tr = c.tr
     shape = tuple(out.shape)
@@ -72,7 +97,11 @@ def _score_selection(c: OpCall, out: torch.Tensor, p: Prov, tpos: Prov, mark: tu
         dep = np.maximum(dep, tr.book.max_pos(np.broadcast_to(p.sid, shape)[m]))
     dep[dep < 0] = -1
     grad = torch.is_grad_enabled() and out.requires_grad
-    sids = tr.new_scores(tlo[m], nll, dep, grad, c.short)
+    if mark[0] == "punnorm":
+        z = zsum[m] if zsum is not None else np.full(int(m.sum()), np.nan)
+        sids = tr.new_scores(tlo[m], nll, dep, grad, c.short, zsum=z)
+    else:
+        sids = tr.new_scores(tlo[m], nll, dep, grad, c.short)
     sid = filled(shape, NO_SID, np.int64) if p.sid is None else np.array(np.broadcast_to(p.sid, shape), np.int64)
     sid[m] = sids
     return Prov(np.broadcast_to(p.lo, shape), np.broadcast_to(p.hi, shape), sid)
@@ -91,7 +120,8 @@ def h_gather(c: OpCall) -> None:
     if excl:
         base = p if p is not None else Prov(filled(shape, E_LO, np.int32), filled(shape, E_HI, np.int32), None)
         if mark is not None:
-            base = _score_selection(c, out, base, ip, mark)  # type: ignore[arg-type]
+            zs = _row_sums(src, shape) if mark[0] == "punnorm" else None
+            base = _score_selection(c, out, base, ip, mark, zs)  # type: ignore[arg-type]
         c.assign(out, base if (p is not None or mark is not None) else None)
         return
     c.assign(out, c.tr.union([p, ip], shape, c.short))

@@ -17,6 +17,8 @@ def _const_zero(c: OpCall, t: torch.Tensor, p: Prov | None) -> np.ndarray | None
     """Elements that are exact untraced zeros: a product term with them contributes nothing."""
     if t.numel() == 0:
         return None
+    if p is not None and p.hi.size and p.hi.min() >= 0:
+        return None  # every element traced: no untraced zero (one reduction instead of reading values)
     vals = np_values(t)
     z = vals == 0
     if p is not None:
@@ -123,4 +125,4 @@ def h_matmul(c: OpCall) -> None:
     else:
         return h_unhandled(c)
     extra = [None if e is None else broadcast(e, shape) for e in extra]
-    c.assign(out, c.tr.union([p] + extra, shape, c.short))
+    c.assign(out, c.tr.union([p] + extra, shape, c.short), fresh=True)

@@ -28,7 +28,7 @@ def _norm_forward(c: OpCall, with_bias: bool) -> None:
     outs = c.outputs()
     if not outs:
         return
-    c.assign(outs[0], c.tr.union(parts, shape, c.short))
+    c.assign(outs[0], c.tr.union(parts, shape, c.short), fresh=True)
     for t in outs[1:]:
         c.assign(t, None if row is None else fit(row, tuple(t.shape)))
 

@@ -31,6 +31,9 @@ def _const_mask(c: OpCall, operands: list[Any], shape: tuple[int, ...], kind: st
         if isinstance(x, torch.Tensor):
             if x.numel() == 0 or c.is_dest(x):  # an in-place op's destination already holds the result
                 continue
+            p = c.p(x)
+            if p is not None and p.hi.size and p.hi.min() >= 0:
+                continue  # every element traced: none is an untraced constant (one reduction, no values)
             vals = np_values(x)
             if kind == "mul":
                 m = vals == 0
@@ -38,7 +41,6 @@ def _const_mask(c: OpCall, operands: list[Any], shape: tuple[int, ...], kind: st
                 m = np.isinf(vals) if vals.dtype.kind in "fc" else np.zeros(vals.shape, bool)
             if not m.any():
                 continue
-            p = c.p(x)
             if p is not None:
                 m = m & (p.hi < 0)
             m = np.broadcast_to(m, shape)
@@ -139,7 +141,7 @@ def h_pointwise(c: OpCall) -> None:
         src = c.b.get("self")
         if p is not None and name in op_table.LOG_OPS and isinstance(src, torch.Tensor):
             p = derived_scores(c, src, p, shape, "log")
-        c.assign(t, p)
+        c.assign(t, p, fresh=True)  # pointwise_prov builds a new union for each output
         if isinstance(src, torch.Tensor):
             mark = c.mark_of(src)
             if mark is not None and name in op_table.EXP_OPS and mark[0] == "logp":

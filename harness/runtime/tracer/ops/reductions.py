@@ -59,7 +59,10 @@ def h_along(c: OpCall) -> None:
     nd = ref.dim()
     dim = _dim(c.b.get("dim", -1), nd)
     shape = tuple(ref.shape)
-    p = c.tr.union([c.p(x) for x in xs], shape, name)
+    if len(xs) == 1 and not c.info.mutated and (p1 := c.p(ref)) is not None and p1.shape == shape:
+        p = p1  # the union of one input is itself: read it in place (no output can alias it)
+    else:
+        p = c.tr.union([c.p(x) for x in xs], shape, name)
     outs = c.outputs()
     if p is None:
         for t in outs:
@@ -71,11 +74,13 @@ def h_along(c: OpCall) -> None:
     row = Prov(lo, hi, sid)
     for t in outs:
         tp = broadcast(row, tuple(t.shape)) if nd else fit(row, tuple(t.shape))
-        if name in _SOFTMAX | _LOG_SOFTMAX and tuple(t.shape) == shape and ref.is_floating_point():
+        if (name in _SOFTMAX | _LOG_SOFTMAX and tuple(t.shape) == shape and ref.is_floating_point()
+                and not (p.hi.size and p.hi.min() >= 0)):  # all traced: no untraced -inf to find
             vals = np_values(ref)
             const = np.isneginf(vals) & (np.broadcast_to(p.hi, shape) < 0)  # masked entries: exact 0 / -inf
-            tp = set_const(Prov(np.array(tp.lo), np.array(tp.hi), None if tp.sid is None else np.array(tp.sid)),
-                            const)
+            if const.any():
+                tp = set_const(Prov(np.array(tp.lo), np.array(tp.hi), None if tp.sid is None else np.array(tp.sid)),
+                                const)
         c.assign(t, tp)
     if name in _SOFTMAX or name in _LOG_SOFTMAX:
         kind = "prob" if name in _SOFTMAX else "logp"

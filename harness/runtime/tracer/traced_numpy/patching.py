@@ -27,6 +27,9 @@ _CONVERTERS = ("array", "asarray", "asanyarray", "ascontiguousarray")
 
 _saved: dict[str, Any] = {}
 
+# argument types a converter returns as the untraced result anyway (see _convert): skip the guard
+_PLAIN = frozenset({np.ndarray, int, float, bool})
+
 
 def _is_submission_caller(tr: Any, depth: int = 2) -> bool:
     try:
@@ -55,6 +58,8 @@ def _make_constructor(name: str, orig: Callable[..., Any]) -> Callable[..., Any]
 def _make_converter(name: str, orig: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(orig)
     def conv(obj: Any, *a: Any, **k: Any) -> Any:
+        if type(obj) in _PLAIN:  # nothing traced can come out of these (and the tracer's own calls are these)
+            return orig(obj, *a, **k)
         res = orig(obj, *a, **k)
         tr = active()
         if tr is None or not isinstance(res, np.ndarray):
