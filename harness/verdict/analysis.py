@@ -182,14 +182,19 @@ class Analysis:
                 return u, pos if pos in ends else ends[0]
         raise ValueError(f"no proven update covers position {pos}")
 
-    def _first_score_order(self) -> dict[int, int]:
+    def _first_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pass's scored positions (sorted) and the event order of each one's first score."""
         rows = self.pass_rows
         tb = self.tables
         assert rows is not None
         order = tb.order[rows]
         srt = np.lexsort((order, tb.pos[rows]))
         upos, first_idx = np.unique(tb.pos[rows][srt], return_index=True)
-        return dict(zip(upos.tolist(), order[srt][first_idx].tolist()))
+        return upos, order[srt][first_idx]
+
+    def _first_score_order(self) -> dict[int, int]:
+        upos, first_order = self._first_scores()
+        return dict(zip(upos.tolist(), first_order.tolist()))
 
     def dependence_proven(self, bad: np.ndarray) -> np.ndarray:
         """Mask over `bad` (C1 rows, dep >= pos): the score depends on its target (dep == pos), or on a
@@ -202,10 +207,7 @@ class Analysis:
         pos, dep = tb.pos[bad], tb.dep[bad]
         if rows is None or rows.size == 0:
             return np.ones(bad.shape, dtype=bool)
-        order = tb.order[rows]
-        srt = np.lexsort((order, tb.pos[rows]))
-        upos, first_idx = np.unique(tb.pos[rows][srt], return_index=True)
-        first_order = order[srt][first_idx]  # first score of each position in the pass
+        upos, first_order = self._first_scores()
         k = np.clip(np.searchsorted(upos, dep), 0, max(upos.size - 1, 0))
         scored_before = (upos[k] == dep) & (first_order[k] < tb.order[bad])
         return (dep == pos) | ~scored_before

@@ -311,8 +311,7 @@ def _coverage(an: Analysis, rows: np.ndarray, params: Mapping[str, Any], seq_len
     pos = np.sort(tb.pos[rows])
     uniq, counts = np.unique(pos, return_counts=True)
     dup = uniq[counts > 1]
-    allow = params["tail_allowance_tokens"]  # "auto": the largest sequence length the run used
-    allow = max([int(x) for x in seq_lens] or [0]) if allow == "auto" else int(allow)
+    allow = _tail_allowance(params, seq_lens)
     if dup.size:
         r = rows[np.isin(tb.pos[rows], dup[:1])]
         evs = [an.event(int(tb.order[x])) for x in r[:2]]
@@ -378,6 +377,12 @@ def _coverage(an: Analysis, rows: np.ndarray, params: Mapping[str, Any], seq_len
     return out
 
 
+def _tail_allowance(params: Mapping[str, Any], seq_lens: Sequence[int]) -> int:
+    """Extra scores the accepted tail re-scoring may add; "auto": the largest sequence length the run used."""
+    allow = params["tail_allowance_tokens"]
+    return max([int(x) for x in seq_lens] or [0]) if allow == "auto" else int(allow)
+
+
 _ADDITIVE = ("add", "sum", "iadd", "radd", "cat", "stack", "mean")
 
 
@@ -385,9 +390,7 @@ def _accepted_tail(an: Analysis, rows: np.ndarray, params: Mapping[str, Any], se
     """The repeated positions of the accepted tail re-scoring (_same_state_tail_rescore), else none."""
     uniq, counts = np.unique(an.tables.pos[rows], return_counts=True)
     dup = uniq[counts > 1]
-    allow = params["tail_allowance_tokens"]
-    allow = max([int(x) for x in seq_lens] or [0]) if allow == "auto" else int(allow)
-    if dup.size and _same_state_tail_rescore(an, rows, uniq, dup, allow) is not None:
+    if dup.size and _same_state_tail_rescore(an, rows, uniq, dup, _tail_allowance(params, seq_lens)) is not None:
         return dup
     return dup[:0]
 
