@@ -22,7 +22,10 @@ Kind-specific keys:
                    parallel lists: score id, target position, NLL in nats, largest position the value
                    depends on other than selecting the target (-1 = none), whether grad was enabled
     update         lo, hi, target, op, n   a state change whose inputs depend on positions [lo, hi]
-                                           (target: param | buffer | optimizer_state | table | array)
+                                           (target: param | buffer | optimizer_state | table | array |
+                                           serialized); states: ids of the memory blocks written
+    release        states, escapes         those blocks were freed; escapes (parallel): values that left
+                                           torch while each one lived
     combine        pos, sids, op           a value combining two scores of one position (min, max, ...)
     consume        sids, value, op         scores reaching a number that left torch/numpy (item, tolist,
                                            float, print) or a collective (all_reduce); sids = score ids
@@ -69,7 +72,7 @@ from typing import Any
 KINDS = frozenset(
     {
         "run_start", "read", "train_read", "artifact_write", "artifact_read", "net", "subprocess",
-        "score", "update", "combine", "consume", "stdout", "reported", "phase", "needs_gpu", "stats",
+        "score", "update", "release", "combine", "consume", "stdout", "reported", "phase", "needs_gpu", "stats",
         "run_end", "kernel_launch", "kernel_time", "tamper", "channel", "witness",
     }
 )

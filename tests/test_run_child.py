@@ -373,3 +373,20 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert capsys.readouterr().err.strip().count("\n") == 0
     rc = cli_main(["run", str(SCRIPTS / "normal.py"), "--env", "NOEQUALS"])
     assert rc == 3
+
+
+def test_a_hub_data_setup_finds_the_served_data_and_fetches_nothing(data: Path, tmp_path: Path) -> None:
+    """`from huggingface_hub import ...` without the package: an offline stand-in; the dataset folder the script
+    names is served under that name, so nothing is fetched. A fetch is refused and recorded as a network attempt."""
+    try:
+        import huggingface_hub  # noqa: F401
+        pytest.skip("huggingface_hub is installed: the real package is imported, not the stand-in")
+    except ImportError:
+        pass
+    r = go(submission(tmp_path, "hub_setup.py"), data, tmp_path)
+    assert r.reason == "ok", r.message + r.stderr_tail
+    assert r.net_attempts == [] and "final_x val_loss:" in r.stdout_tail
+    r2 = go(submission(tmp_path, "hub_setup.py"), data, tmp_path / "b", env={"HUB_FORCE": "1"})
+    assert r2.reason != "ok" and "no network under the harness" in r2.stderr_tail
+    assert [(n["host"], n["how"]) for n in r2.net_attempts] == [
+        ("huggingface.co", "huggingface_hub.snapshot_download('someone/sp1024_custom')")]

@@ -219,7 +219,10 @@ def test_classifier_kinds(tmp_path: Path) -> None:
     assert c.kind("/elsewhere/fineweb_train_000003.bin") == "train"
     assert c.kind(str(work / "final_model.int8.ptz")) == "artifact"
     assert c.kind(str(work / "out" / "model.bin")) == "artifact"
-    for other in ("train_gpt.py", "logs/run.bin", "tmp/x.pt", ".cache/y.pt", "train.log", "tok.model"):
+    # a model saved straight into TMPDIR (tempfile.gettempdir()) is the script's; a compiler's cache under it is not
+    assert c.kind(str(work / "tmp" / "artifact_int4_zlib.bin")) == "artifact"
+    for other in ("train_gpt.py", "logs/run.bin", "tmp/torchinductor_root/ab/x.so", ".cache/y.pt", "train.log",
+                  "tok.model"):
         assert c.kind(str(work / other)) is None, other
     assert c.kind(str(data / "other.bin")) is None and c.kind("/etc/hosts") is None and c.kind(None) is None
 
@@ -444,3 +447,38 @@ def test_checkpoint_or_artifact() -> None:
     for name, head in (("final_model.int8.ptz", b"x\x9c"), ("final_model.int6.pt", b"PK\x03\x04"),
                        ("model.bin", b"\x01\x02"), ("m.pt.xz", None), ("w.npz", b"PK\x03\x04")):
         assert not is_checkpoint(name, head), name
+
+
+def test_a_difference_line_is_not_the_reported_score() -> None:
+    from harness.check.score_lines import choose_reported, names_a_comparison
+
+    from harness.check.score_lines import parse_score_line
+
+    lines = [parse_score_line(i, x)[0] for i, x in enumerate((
+        "[no-TTT] val_loss: 6.928338  val_bpb: 3.822828  eval: 6401ms",
+        "[TTT]     val_loss: 6.928205  val_bpb: 3.822755  eval: 115355ms",
+        "delta(no-TTT - TTT) val_bpb: +0.000073"))]
+    assert all(lines) and lines[2].tag == "delta(no-TTT - TTT)"
+    assert choose_reported(lines).val_bpb == 3.822755
+    assert names_a_comparison("mean over 3 seeds") and not names_a_comparison("final_int8_zlib_roundtrip_exact")
+
+
+def test_served_data_also_under_the_names_the_script_writes_out(tmp_path: Path) -> None:
+    from harness.check.configuration import _DATA_NAME
+
+    src = _data(tmp_path)
+    (tmp_path / "t.model").write_bytes(b"sp")
+    script = ("ds = os.path.join(d, 'datasets', 'fineweb10B_sp10240_casefold')\n"
+              "tp = os.path.join(td, \"fineweb_10240_casefold_bpe.model\")\n"
+              "other = 'fineweb10B_sp1024'; fmt = f'fineweb10B_sp{V}'\n")
+    names = sorted(set(_DATA_NAME.findall(script)))
+    assert names == ["fineweb10B_sp1024", "fineweb10B_sp10240_casefold", "fineweb_10240_casefold_bpe.model"]
+    sv = serve_data(src, tmp_path / "served", tmp_path / "out", tokenizer=str(tmp_path / "t.model"), vocab_size=10240,
+                    val_tokens=100, names=names)
+    root = tmp_path / "served"
+    alias = root / "datasets" / "fineweb10B_sp10240_casefold"
+    assert alias.is_symlink() and (alias / "fineweb_val_000000.bin").read_bytes() == \
+        (Path(sv.data_dir) / "fineweb_val_000000.bin").read_bytes()
+    assert (root / "tokenizers" / "fineweb_10240_casefold_bpe.model").read_bytes() == b"sp"
+    # a name for another vocabulary is not this data: not served under it
+    assert not (root / "datasets" / "fineweb10B_sp1024").exists()

@@ -162,8 +162,9 @@ class Model(torch.nn.Module):
 def execute(n: int, steps, cache: bool, raw: np.ndarray | None = None) -> Outcome:
     """Run the schedule as real torch / numpy code inside harness.testing.traced (the tracer in this
     process, the served stream traced position by position) and return the verdict."""
-    if raw is None:
-        raw = ((np.arange(n * L + 1) * 5 + 3) % V).astype(np.uint16)
+    if raw is None:  # no BOS (1): a stream without documents (a document's opening BOS proves no use, see
+        # proof_ends; tests/test_verdict.py holds that rule)
+        raw = (2 + (np.arange(n * L + 1) * 5 + 3) % (V - 2)).astype(np.uint16)
     with traced(raw, vocab_size=V, code=HERE, seq_len=L) as t:
         tokens, stream = t.tokens, t.stream  # traced: position i = element i
         model = Model()

@@ -32,8 +32,15 @@ def test_seq_len_and_batch_token_knobs_shrink_by_kind() -> None:
 
 
 def test_a_knob_of_that_kind_already_small_is_kept() -> None:
-    o, _ = _tiny(defaults={"TTT_EVAL_SEQ_LEN": "32", "TTT_BATCH_SIZE": "64", "VAL_BATCH_TOKENS": "512"})
+    o, _ = _tiny(defaults={"TTT_EVAL_SEQ_LEN": "32", "TTT_BATCH_SIZE": "8", "VAL_BATCH_TOKENS": "512"})
     assert "TTT_EVAL_SEQ_LEN" not in o and "TTT_BATCH_SIZE" not in o and "VAL_BATCH_TOKENS" not in o
+
+
+def test_documents_per_ttt_batch_are_scaled_down_not_to_zero() -> None:
+    # per-document LoRA TTT: 64 documents x seq x an 8192 vocabulary is gigabytes once traced
+    o, src = _tiny(defaults={"TTT_BATCH_SIZE": "64", "GLOBAL_TTT_BATCH_SIZE": "2"})
+    assert o["TTT_BATCH_SIZE"] == "8" and "scaled down from 64" in src["TTT_BATCH_SIZE"]
+    assert "GLOBAL_TTT_BATCH_SIZE" not in o
 
 
 def test_a_record_value_is_shrunk_too_and_the_user_env_wins() -> None:

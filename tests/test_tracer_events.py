@@ -326,3 +326,86 @@ def test_tagging_a_tensor_in_place(trace: Trace) -> None:
     t2 = torch.zeros(4, dtype=torch.int16)
     trace.ctx.tag_validation(t2.numpy(), 50, "val")  # readinto(tensor.numpy()) style
     assert trace.prov(t2)[1].tolist() == [50, 51, 52, 53]
+
+
+def test_saving_tensors_calibrated_on_tokens_is_a_state_change(trace: Trace) -> None:
+    """AWQ/GPTQ-style calibration: scales from activations of validation tokens, folded into the weights that
+    torch.save writes (to a buffer or a file): the saved state is built from those positions."""
+    from harness.runtime.io_hooks.arrays import _note_serialized
+
+    t = trace.ttokens(33)
+    emb = torch.nn.Embedding(V, 8)
+    lin = torch.nn.Linear(8, 8)
+    _note_serialized({"clean": lin.weight.detach(), "model": lin})  # nothing seen from tokens yet
+    with torch.no_grad():
+        scale = emb(t[4:20]).abs().mean(dim=0) + 1e-3  # activation statistics over positions 4..19
+        q = torch.round(lin.weight * scale).to(torch.int8)
+    _note_serialized({"w": q, "meta": [torch.ones(2), {"s": scale.half()}], "n": 3})
+    ups = [e for e in trace.close() if e["kind"] == "update"]
+    assert [(u["target"], u["op"], u["lo"], u["hi"]) for u in ups] == [("serialized", "torch.save", 4, 19)]
+    assert ups[0]["site"].startswith("test_tracer_events.py:")
+
+
+def test_a_copy_onto_itself_is_no_write(trace: Trace) -> None:
+    """The Triton interpreter on a CPU copies each argument's storage back onto itself after a launch (its
+    host copy IS the device storage): that changes no value, so it neither widens provenance nor counts as
+    a cache write, while a real copy into the same old tensor still does."""
+    t = trace.ttokens(33)
+    act = torch.empty(16, 8)  # a kernel's output buffer (torch.empty), filled, then alive past a score
+    act.copy_(torch.nn.Embedding(V, 8)(t[:16]).detach())
+    F.cross_entropy(torch.nn.Embedding(V, V)(t[:8]), t[1:9], reduction="none")
+    before = trace.prov(act)[1].tolist()
+    st = act.untyped_storage()
+    st.copy_(st.cpu())  # what triton.runtime.interpreter does for every tensor argument
+    assert trace.prov(act)[1].tolist() == before
+    assert [e for e in trace.close() if e["kind"] == "update"] == []
+
+
+def test_a_real_copy_into_an_old_tensor_is_still_a_write(trace: Trace) -> None:
+    t = trace.ttokens(33)
+    act = torch.zeros(16, 8)
+    F.cross_entropy(torch.nn.Embedding(V, V)(t[:8]), t[1:9], reduction="none")
+    act.copy_(torch.nn.Embedding(V, 8)(t[16:32]).detach())
+    ups = [e for e in trace.close() if e["kind"] == "update"]
+    assert [(u["target"], u["op"], u["lo"], u["hi"]) for u in ups] == [("table", "copy_", 16, 31)]
+
+
+def test_the_last_read_of_a_throwaway_copy_is_recorded(trace: Trace) -> None:
+    """A LoRA-style adapter trained on tokens, then left alone (a compile warmup; the graph of its last loss
+    keeps it alive): its updates name the blocks they wrote; `release` records, per block, when the script
+    last read it - before the later scores for the adapter, at the end for the kept model - and a freed
+    block's record comes before the next event."""
+    t = trace.ttokens(33)
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Embedding(V, 8), torch.nn.Linear(8, V))
+    F.cross_entropy(base(t[:8]), t[1:9], reduction="none")  # a first score: state born before it is old
+    warm = torch.nn.Linear(8, 8)
+    opt = torch.optim.AdamW(warm.parameters(), lr=0.01)
+    loss = F.cross_entropy(base[1](warm(base[0](t[16:24]))), t[17:25])
+    loss.backward()
+    opt.step()
+    del opt  # its moments are freed now; `loss` keeps warm's parameters alive
+    keep_opt = torch.optim.SGD(base.parameters(), lr=0.1)
+    base.zero_grad()  # the warmup's gradients reached base too: a step on them would be a kept update
+    F.cross_entropy(base(t[8:16]), t[9:17], reduction="none").sum().backward()
+    keep_opt.step()
+    F.cross_entropy(base(t[24:32]), t[25:33], reduction="none")
+    ev = trace.close()
+    seq_of_last_score = max(e["seq"] for e in ev if e["kind"] == "score")
+    warm_ups = [e for e in ev if e["kind"] == "update" and e["hi"] == 24]
+    assert warm_ups and all(e.get("states") for e in warm_ups)
+    rec = {}
+    for e in ev:
+        if e["kind"] == "release":
+            assert len(e["states"]) == len(e["last_read"]) == len(e["escapes"])
+            rec.update({s: (e["seq"], lr, n) for s, lr, n in zip(e["states"], e["last_read"], e["escapes"])})
+    warm_states = {s for e in warm_ups for s in e["states"]}
+    assert warm_states <= set(rec)
+    first_base_score = next(e["seq"] for e in ev if e["kind"] == "score" and 9 in e["pos"])
+    assert all(rec[s][1] <= first_base_score for s in warm_states)  # unread after the warmup
+    assert all(rec[s][2] == 0 for s in warm_states)
+    freed = [s for s in warm_states if rec[s][0] < first_base_score]  # AdamW's moments: freed, written early
+    assert freed
+    kept = {s for e in ev if e["kind"] == "update" and e["hi"] == 16 for s in e.get("states", [])}
+    assert kept and not kept & warm_states
+    assert kept <= set(rec) and all(rec[s][1] >= seq_of_last_score for s in kept)  # read by the last forward

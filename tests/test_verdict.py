@@ -139,6 +139,70 @@ def test_training_on_all_validation_before_scoring_fails_c3_with_evidence():
     assert status(v, "C1") is Status.PASS and status(v, "C4") is Status.PASS
 
 
+@pytest.mark.parametrize("last_read", ["before", "during", "unknown", "escaped", "unnamed"])
+def test_a_throwaway_copy_trained_on_validation_before_the_pass(last_read: str):
+    """A compile warmup trains a LoRA built for the purpose on the first validation tokens, then drops it
+    (an accepted record does this; a graph it left alive keeps the LoRA in memory to the end). Never read
+    again once the pass began: no score can use it but through traced values, not counted for C3. Read
+    during the pass, no record of its reads, or values that left torch meanwhile: the update stays (FAIL,
+    or undecided)."""
+    b = LedgerBuilder()
+    start(b)
+    up = b.update(0, 32, site="train_gpt.py:3278", states=None if last_read == "unnamed" else [3, 4])
+    warm_done = b.next_seq
+    b.phase("eval_start")
+    sids = b.score(range(1, 65), NLL[1:65], site="train_gpt.py:188")
+    in_pass = b.next_seq
+    sids += b.score(range(65, N), NLL[65:N], site="train_gpt.py:188")
+    b.consume(sids, site="train_gpt.py:200")
+    b.reported("final", *numbers(range(1, N), NLL[1:]))
+    if last_read != "unknown":  # at the end of tracing: both blocks still alive
+        b.release([4, 3], last_read=[warm_done, in_pass if last_read == "during" else warm_done],
+                  escapes=[0, 2] if last_read == "escaped" else None)
+    r = verdict(b).result("C3")
+    if last_read == "before":
+        assert r.status is Status.PASS, r.summary
+        assert "1 update(s) of state unread once the pass began not counted" in r.summary
+        note = r.findings[-1]
+        assert note.status is Status.PASS and "train_gpt.py:3278 on positions 0..32" in note.message
+        assert up["seq"] in note.evidence[0].events
+    elif last_read == "escaped":
+        assert r.status is Status.INCONCLUSIVE, r.summary
+        assert "2 value(s) left torch" in r.summary
+    else:
+        assert r.status is Status.FAIL, r.summary
+        assert r.findings[0].message.startswith("position 1 was used in a gradient step at train_gpt.py:3278")
+
+
+@pytest.mark.parametrize("bos_at_end", [True, False])
+def test_an_update_whose_only_proof_is_a_document_opening_bos_is_undecided(bos_at_end: bool):
+    """Phased TTT: the document opening at position 64 (its BOS) is scored and trained on before the previous
+    document, whose last target is that BOS, is scored. The update's interval ends at the BOS, which per-
+    document training reads only as a first input: no proof (INCONCLUSIVE, never PASS). Any other token at
+    that end proves the use (FAIL)."""
+    from harness.data.shards import BOS_ID
+
+    vt = VT.copy()
+    if bos_at_end:
+        vt[64] = BOS_ID
+    b = LedgerBuilder()
+    start(b)
+    sids = b.score(range(65, N), NLL[65:N], site="train_gpt.py:188")  # the later documents first
+    b.update(64, N - 1, site="train_gpt.py:2450")  # global SGD on what was scored
+    # scored by the updated model: each score depends on positions up to the last (scored already)
+    sids += b.score(range(1, 65), NLL[1:65], dep=[N - 1] * 64, site="train_gpt.py:188")
+    b.consume(sids, site="train_gpt.py:200")
+    b.reported("final", *numbers(range(1, N), NLL[1:]))
+    v = judge(b.ledger(), printed=b.printed(), val_tokens=vt, pos_bytes=PB, seq_lens=[64])
+    r = v.result("C3")
+    if bos_at_end:
+        assert r.status is Status.INCONCLUSIVE, r.summary
+        assert "its end at 64 is a document's opening BOS" in r.findings[0].message
+    else:
+        assert r.status is Status.FAIL, r.summary
+        assert r.findings[0].message.startswith("position 64 was used in a gradient step at train_gpt.py:2450")
+
+
 def test_c3_names_the_first_offending_position_inside_a_chunk():
     b = LedgerBuilder()
     start(b)
@@ -672,8 +736,11 @@ def test_bos_boundary_used_by_the_next_documents_own_state_is_a_warning():
 
 
 def test_boundary_rule_does_not_excuse_a_real_look_or_an_ordinary_token():
-    # the score at the boundary depends on the update: the state that scored it saw the token
-    assert _lora_boundary_ledger(dep_of_boundary=64, boundary_is_bos=True).result("C3").status is Status.FAIL
+    # the score at the boundary depends on its own target: the state that scored it saw the token. C1 proves
+    # that look; the update's BOS end alone proves no C3 use (see proof_ends), so C3 is undecided, not PASS
+    v = _lora_boundary_ledger(dep_of_boundary=64, boundary_is_bos=True)
+    assert v.result("C1").status is Status.FAIL
+    assert v.result("C3").status is Status.INCONCLUSIVE
     # not a BOS: an ordinary token used before its score
     assert _lora_boundary_ledger(dep_of_boundary=63, boundary_is_bos=False).result("C3").status is Status.FAIL
 

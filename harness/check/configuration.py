@@ -46,6 +46,11 @@ _VOCAB_NAME = re.compile(r"(?:^|[^a-z0-9])sp[_-]?(1024|2048|4096|8192|16384)(?![
 _ALIAS_CMD = re.compile(r"^\s*(?:sudo\s+)?(ln|cp|mv|rsync)\b(.*)$")
 
 
+# a dataset folder or tokenizer file written out in the script: 'fineweb10B_sp10240_casefold',
+# "fineweb_10240_casefold_bpe.model" (no format fields: those follow VOCAB_SIZE and are served already)
+_DATA_NAME = re.compile(r"""['"]((?:fineweb10B_[A-Za-z0-9_]+)|(?:fineweb_[A-Za-z0-9_]+\.model))['"]""")
+
+
 @dataclass
 class EnvRead:
     """One environment variable the script reads."""
@@ -83,6 +88,8 @@ class Configuration:
     score_tag: str | None = None
     score_tag_where: str | None = None
     needs_byte_sidecar: bool = False
+    # dataset folders / tokenizer files the script names literally (fineweb10B_sp10240_casefold): served too
+    data_names: list[str] = field(default_factory=list)
     aliasing: list[dict[str, str]] = field(default_factory=list)  # D1 evidence: {where, line}
     notes: list[str] = field(default_factory=list)
 
@@ -119,6 +126,7 @@ class Configuration:
             "score_tag": self.score_tag,
             "score_tag_where": self.score_tag_where,
             "needs_byte_sidecar": self.needs_byte_sidecar,
+            "data_names": self.data_names,
             "aliasing": self.aliasing,
             "script_reads": {k: {"default": r.default, "where": r.where} for k, r in sorted(self.reads.items())},
             "notes": self.notes,
@@ -625,6 +633,7 @@ def infer_configuration(folder: str | Path, script: str | Path | None = None) ->
         if m and m.group(1) != k:
             names.setdefault(m.group(1).lower(), k)
     conf.needs_byte_sidecar = bool(re.search(r"val_bytes|_bytes_\*|fineweb_val_bytes", source))
+    conf.data_names = sorted(set(_DATA_NAME.findall(source)))
 
     def add(v: Value) -> None:
         conf.candidates.setdefault(v.name, []).append(v)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from harness.check.score_lines import (
+    NUM,
     PrintedScore,
     ScoreLine,
     carries_score,
@@ -143,6 +144,106 @@ SIZE_PATTERNS: tuple[_SizePattern, ...] = (
 )
 
 
+# ------------------------------------------------------------------ adaptation before the artifact
+
+# Evaluation-time adaptation a log states after training stopped and before the artifact is written
+# ("pre-quant TTT": fine-tuning on validation tokens, then quantize and serialize). Its time is part of
+# the evaluation behind the reported score (B3), though no score line's eval_time holds it. Score-first
+# TTT comes after the artifact and is inside the reported pass's eval_time already: never counted here.
+#     prequant_ttt:epoch 21/21 time=24.9s lr=0.000050
+#     prequant_ttt:done total_time=523.0s
+_ADAPT_NAME = re.compile(r"ttt|slot|adapt(?!ive)|prequant", re.I)
+_LEAD_TAG = re.compile(r"^([A-Za-z][\w.+-]*)")
+_DUR_UNIT = r"(?:ms|s|min|m)"
+# a duration key: "total_time", "elapsed", "time", "ttt_time_ms"; not an evaluation's, training's or a limit
+_DURATION = re.compile(
+    r"(?<![\w.])(?<!eval\s)(?P<key>(?!\w*(?:eval|train|max|budget|limit|remain|left))"
+    rf"(?:\w+_)?(?:time|elapsed|duration))(?:_(?P<kunit>{_DUR_UNIT}))?\s*[:=]\s*(?P<num>{NUM})"
+    rf"\s*(?P<unit>{_DUR_UNIT})?(?![\w.])", re.I)
+_PART = re.compile(r"\d+\s*/\s*\d+|(?<![a-z])(?:epoch|chunk|step|iter)(?![a-z])", re.I)
+_TOTAL_WORD = re.compile(r"(?<![a-z])(?:done|total|finished|complete|completed|end)(?![a-z])", re.I)
+_START_WORD = re.compile(r"(?<![a-z])start(?:ed|ing)?(?![a-z])", re.I)
+_ARTIFACT_KINDS = ("model", "raw_model", "total", "raw_total")  # a size line: the artifact is written
+
+
+@dataclass(frozen=True)
+class _AdaptLine:
+    line_no: int
+    tag: str  # the line's leading word ("prequant_ttt"), or the duration key when only that names it
+    ms: float | None  # None: the duration has no unit (never guessed)
+    part: bool  # one epoch / chunk of the adaptation, not its total
+
+
+def _adaptation_line(line_no: int, line: str) -> _AdaptLine | None:
+    """A cleaned line that states a duration of test-time training, SLOT or other adaptation, or None."""
+    low = line.lower()
+    if "ttt" not in low and "slot" not in low and "adapt" not in low and "prequant" not in low:
+        return None  # the common case, without the regexes
+    lead = _LEAD_TAG.match(line)
+    found = list(_DURATION.finditer(line))
+    if not found or _START_WORD.search(line):
+        return None
+    tag = lead.group(1) if lead and _ADAPT_NAME.search(lead.group(1)) else None
+    if tag is None:
+        tag = next((m.group("key") for m in found if _ADAPT_NAME.search(m.group("key"))), None)
+    if tag is None:
+        return None
+    times = [_to_ms(m.group("num"), m.group("kunit"), m.group("unit")) for m in found]
+    known = [t for t in times if t is not None and math.isfinite(t) and t >= 0]
+    part = bool(_PART.search(line)) and not _TOTAL_WORD.search(line)
+    return _AdaptLine(line_no, tag, max(known) if known else None, part)
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """Adaptation a log states before its artifact, for one tag: B3 adds it to the reported pass's time."""
+
+    tag: str  # "prequant_ttt"
+    ms: float
+    lines: tuple[int, ...]  # the lines the time comes from: a total line, or the per-epoch lines
+    how: str  # "total", "per-epoch times summed", "cumulative per-epoch times (the last)"
+    artifact_line: int  # the first size line after it: where the artifact is written
+
+
+def _is_cumulative(ms: list[float]) -> bool:
+    # "epoch 1/8 time:15.2s ... epoch 8/8 time:120.2s": elapsed so far, not each epoch's own time
+    return len(ms) > 1 and all(b > a for a, b in zip(ms, ms[1:])) and ms[-1] >= 1.5 * ms[0]
+
+
+def _per_tag(tag: str, lines: list[_AdaptLine], artifact_line: int) -> Adaptation:
+    totals = [a for a in lines if not a.part]
+    if totals:  # a stated total wins over the epochs it covers
+        last = totals[-1]
+        return Adaptation(tag, float(last.ms or 0.0), (last.line_no,), "total", artifact_line)
+    ms = [float(a.ms or 0.0) for a in lines]
+    nums = tuple(a.line_no for a in lines)
+    if _is_cumulative(ms):
+        return Adaptation(tag, ms[-1], nums, "cumulative per-epoch times (the last)", artifact_line)
+    return Adaptation(tag, sum(ms), nums, "per-epoch times summed", artifact_line)
+
+
+def _same_phase(a: Adaptation, b: Adaptation) -> bool:
+    """One adaptation stated twice: a wrapper's timer and its inner loop ("ttt:elapsed=120.2s" after
+    "ttt_adamw:done elapsed=120.2s"), or two names for the same duration. Counted once."""
+    x, y = sorted((a.tag.lower(), b.tag.lower()), key=len)
+    nested = y.startswith(x) and (len(y) == len(x) or y[len(x)] in "_-.:")
+    return nested or abs(a.ms - b.ms) <= max(500.0, 0.01 * max(a.ms, b.ms))
+
+
+def _adaptations(lines: list[_AdaptLine], artifact_line: int) -> tuple[list[Adaptation], int]:
+    """(the adaptation phases the lines state, in line order; how many durations had no unit)."""
+    usable = [a for a in lines if a.ms is not None]
+    by_tag: dict[str, list[_AdaptLine]] = {}
+    for a in usable:
+        by_tag.setdefault(a.tag, []).append(a)
+    phases = sorted((_per_tag(t, ls, artifact_line) for t, ls in by_tag.items()), key=lambda a: -a.ms)
+    kept: list[Adaptation] = []
+    for a in phases:  # the longest statement of a phase stands for it
+        if not any(_same_phase(a, k) for k in kept):
+            kept.append(a)
+    return sorted(kept, key=lambda a: a.lines[0]), len(lines) - len(usable)
+
+
 # ------------------------------------------------------------------ results
 
 @dataclass
@@ -173,6 +274,12 @@ class LogSummary:
     kind: str = "other"
     max_wallclock_s: float | None = None  # the training budget the run was given (hyperparameter dump)
     step_avg_ms: float | None = None  # the last step_avg a step line states
+    # evaluation-time adaptation stated after training and before the artifact (pre-quant TTT); B3 adds it
+    adaptation: list[Adaptation] = field(default_factory=list)
+
+    @property
+    def adaptation_ms(self) -> float:
+        return sum(a.ms for a in self.adaptation)
 
 
 # ------------------------------------------------------------------ parsing
@@ -207,6 +314,10 @@ class _Parser:
         self.gpu_model: str | None = None
         self.smi_gpus: set[int] = set()
         self.unitless_eval = 0
+        # adaptation lines after the last training line; closed (with its line) by the first size line after it
+        self.adapt_open = False
+        self.adapt_pending: list[_AdaptLine] = []
+        self.adapt_closed: tuple[list[_AdaptLine], int] | None = None
         self.n = 0
 
     def feed(self, line_no: int, raw: str, cut: bool) -> None:
@@ -229,8 +340,14 @@ class _Parser:
                 self.source_closed = True
             return
         self._hardware(line)
-        self._meta(line)
-        self._sizes(line)
+        if self._meta(line):
+            self._training_line()
+        if self.adapt_open:
+            a = _adaptation_line(line_no, line)
+            if a is not None:
+                self.adapt_pending.append(a)
+        if self._sizes(line) and self.adapt_open:
+            self.adapt_closed, self.adapt_open = (self.adapt_pending, line_no), False
         if carries_score(line):
             self._score(line_no, line)
 
@@ -250,7 +367,12 @@ class _Parser:
                 name = row.group(2) if row else line[m.start():]
                 self.gpu_name = re.split(r"\s{2,}|\|", name.strip())[0].strip()
 
-    def _meta(self, line: str) -> None:
+    def _training_line(self) -> None:
+        """Training goes on: what came after an earlier stop belongs to an earlier run."""
+        self.adapt_open, self.adapt_pending, self.adapt_closed = True, [], None
+
+    def _meta(self, line: str) -> bool:
+        """Seed, world size, steps and times; True on a training line (step, stop or train_time)."""
         m = _SEED.search(line)
         if m:
             self.seeds.append(int(m.group(1)))
@@ -285,15 +407,20 @@ class _Parser:
             ms = _to_ms(te.group(2), te.group(1), te.group(3))
             if ms is not None:
                 self.total_eval = (ms, self.n)
+        return bool(stop or step or tt)
 
-    def _sizes(self, line: str) -> None:
+    def _sizes(self, line: str) -> bool:
+        """Record the sizes a line states; True when one is the model's or the submission's (not code)."""
         low = line.lower()
         if "byte" not in low and "size" not in low and "budget" not in low and "code:" not in low:
-            return  # every size phrasing says bytes, size, budget or code: skip the regexes on the other lines
+            return False  # every size phrasing says bytes, size, budget or code: skip the regexes on the other lines
+        artifact = False
         for p in SIZE_PATTERNS:
             m = p.regex.search(line)
             if m:
                 self.sizes[p.kind] = _int(m.group(1))
+                artifact = artifact or p.kind in _ARTIFACT_KINDS
+        return artifact
 
     def _score(self, line_no: int, line: str) -> None:
         score, unitless = parse_score_line(line_no, line)
@@ -356,6 +483,11 @@ def _summarize(p: _Parser, path: str, score_tag: str | None, hit_cap: bool, extr
         warnings.append(f"ignored {p.unitless_eval} eval_time value(s) without a unit (ms or s)")
 
     final = choose_reported(p.scores, score_tag)
+    adapt, unitless_adapt = _adaptations(*p.adapt_closed) if p.adapt_closed else ([], 0)
+    if unitless_adapt:
+        warnings.append(f"ignored {unitless_adapt} adaptation time(s) before the artifact without a unit (ms or s)")
+    if adapt and final is not None and final.line_no < adapt[0].artifact_line:
+        adapt = []  # the reported pass ran before the artifact too: what came before may be that pass itself
     if score_tag and final is None:
         seen = list(dict.fromkeys(s.tag for s in p.scores if s.tag))[-8:]
         warnings.append(f"no score line with tag '{score_tag}'" +
@@ -417,7 +549,7 @@ def _summarize(p: _Parser, path: str, score_tag: str | None, hit_cap: bool, extr
         model_bytes=p.sizes.get("model"), total_bytes=total, hardware=hardware, world_size=p.world_size,
         warnings=warnings, score_tag=score_tag, eval_time_source=eval_src, eval_time_sum_ms=eval_sum,
         raw_model_bytes=p.sizes.get("raw_model"), gpu_name=p.gpu_name, lines_read=p.n,
-        kind=_kind(p), max_wallclock_s=p.wallclock, step_avg_ms=p.step_avg,
+        kind=_kind(p), max_wallclock_s=p.wallclock, step_avg_ms=p.step_avg, adaptation=adapt,
     )
 
 
@@ -563,6 +695,12 @@ class SeedRun:
         """Every post-training evaluation the reported score's log states, added up."""
         lg = self.final_summary
         return lg.eval_time_sum_ms if lg is not None else None
+
+    @property
+    def adaptation_log(self) -> LogSummary | None:
+        """The log (the training log) stating adaptation before its artifact: the artifact an evaluation-only
+        rerun evaluates is the adapted one, so the adaptation counts for the reported pass either way."""
+        return next((lg for lg in self.logs if lg.adaptation), None)
 
 
 def seed_label(seed: int | None) -> str:

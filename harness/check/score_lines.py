@@ -137,6 +137,12 @@ def is_progress(tag: str) -> bool:
     return tag == "step" or tag.startswith("step:")
 
 
+def names_a_comparison(tag: str) -> bool:
+    """A tag such as "delta(no-TTT - TTT)" or "mean over seeds": a difference or a summary, not a run's score.
+    Words are split at punctuation and spaces, not at underscores (final_int8_zlib_roundtrip stays one)."""
+    return any(w in _NOT_A_SCORE for w in re.split(r"[^\w]+", tag.lower()) if w)
+
+
 def choose_reported(lines: list[_S], score_tag: str | None = "") -> _S | None:
     """The score the script reports: the last line with `score_tag` (exact, else case-insensitive;
     None when no line has it), else the last that is not a training-time validation, else the last."""
@@ -145,7 +151,7 @@ def choose_reported(lines: list[_S], score_tag: str | None = "") -> _S | None:
         if not tagged:
             tagged = [s for s in lines if s.tag.lower() == score_tag.lower()]
         return tagged[-1] if tagged else None
-    finals = [s for s in lines if not is_progress(s.tag)]
+    finals = [s for s in lines if not is_progress(s.tag) and not names_a_comparison(s.tag)]
     if finals:
         return finals[-1]
     return lines[-1] if lines else None

@@ -66,6 +66,23 @@ def fold_probes(report: Report, path: str, cfg: Config, run_opts: RunOptions, pr
     _say(cost)
 
 
+def fold_byte_tables(report: Report, path: str, cfg: Config, run_opts: RunOptions, result: RunResult) -> None:
+    """C4 by the record's own byte table, run alone, when the trace did not decide C4 (the run never reached
+    its score, or the printed number could not be matched): see harness.run.byte_table."""
+    c4 = next((r for r in report.rules if r.rule_id == "C4"), None)
+    if c4 is not None and c4.status in (Status.PASS, Status.FAIL, Status.WARN):
+        return
+    tok = result.tokenizer
+    if not tok or "C4" not in cfg.enabled:
+        return
+    from harness.run.byte_table import byte_table_row, run_builders
+
+    verdicts = run_builders(path, cfg, run_opts.kwargs(), tok, result.vocab_size)
+    row = byte_table_row(verdicts, cfg)
+    if row is not None:
+        fold_stage(report, Stage([row]), partial(merge_rows, label="byte table"))
+
+
 def _why_no_probes(probes: ProbeOptions | None, result: RunResult, cfg: Config, judged: Any = None) -> str | None:
     """Why the probes stay off after this run (None: run them). The cheap default is cheap only where a
     variant is: each variant re-runs the evaluation, so a run longer than [probes] default_budget_s / 2
@@ -97,6 +114,7 @@ def check(o: Options, cfg: Config) -> int:
         if result.failed:
             report.run_failed = f"{result.reason}: {result.message}"  # exit 4, in the JSON too
             _say(f"run failed: {result.reason}: {result.message}")
+        fold_byte_tables(report, o.path, cfg, o.run, result)
         skip = _why_no_probes(o.probes, result, cfg, judged)
         if skip:
             report.notes.append(f"probes not run: {skip}")

@@ -18,7 +18,7 @@ from harness.config import Config
 
 PARENT_LEDGER = "ledger.parent.jsonl"
 # The tracer's per-token events are most of a ledger and tell the watcher nothing: not even parsed.
-_SKIP = tuple(f'"kind":"{k}"'.encode() for k in ("score", "update", "consume", "combine", "stats"))
+_SKIP = tuple(f'"kind":"{k}"'.encode() for k in ("score", "update", "release", "consume", "combine", "stats"))
 
 
 class LedgerTail:

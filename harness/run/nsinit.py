@@ -16,7 +16,7 @@ witnessed. Each step that the system refuses is skipped and reported as off, nev
 runs with the protections that remain (the report says which).
 
 SPEC: {"pid", "net", "mount", "user": bool, "ro_system": bool, "hide": [path], "keep_ro": [path],
-"keep_rw": [path], "fresh_tmpfs": [path], "cwd": path, "report_fd": int}
+"keep_rw": [path], "fresh_tmpfs": [path], "private_tmp": [path], "cwd": path, "report_fd": int}
 Report (one JSON line per message on report_fd): {"setup": {protection: "on" | "off: why"}} when the script
 starts, then {"status": wait status, "net": {counter: n}} at the end.
 """
@@ -168,6 +168,18 @@ def _under(path: str, roots: tuple[str, ...]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
+def _tmpfs_over(paths: list[str], opts: str, setup: dict, err_key: str) -> list[str]:
+    """An empty tmpfs on each path; the ones mounted (failures listed under setup[err_key])."""
+    done = []
+    for p in paths:
+        try:
+            _mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV, opts)
+            done.append(p)
+        except OSError as e:
+            setup.setdefault(err_key, []).append(f"{p}: {e.strerror}")
+    return done
+
+
 def _mounts(spec: dict, setup: dict) -> None:
     """The child's view of the files: read-only system, hidden folders, only its own folders writable."""
     if libc.unshare(CLONE_NEWNS) != 0:
@@ -192,13 +204,10 @@ def _mounts(spec: dict, setup: dict) -> None:
             except OSError as e:
                 failed.append(f"{mp} ({e.strerror})")
         setup["read_only_system"] = "on" if not failed else f"partly: not {', '.join(failed[:3])}"
-    hidden = []
-    for p in spec.get("hide", []):
-        try:
-            _mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-            hidden.append(p)
-        except OSError as e:
-            setup.setdefault("hidden_errors", []).append(f"{p}: {e.strerror}")
+    hidden = _tmpfs_over(spec.get("hide", []), "size=1m,mode=755", setup, "hidden_errors")
+    # a private, writable /tmp: scripts write fixed names there (/tmp/ttt_counter_*); mounted before the
+    # keeps are bound back, so a working copy that lives under the host's /tmp reappears inside it
+    setup["private_tmp"] = _tmpfs_over(spec.get("private_tmp", []), "mode=1777", setup, "private_tmp_errors")
     for p, rw in sorted(keeps, key=lambda k: len(k[0])):  # parents before children
         fd = fds.get(p)
         if fd is None:

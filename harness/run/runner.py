@@ -189,6 +189,7 @@ def run_submission(
         served = serve_data(
             src, wd.data, out, tokenizer=tok, vocab_size=vocab, val_tokens=val_tokens, val_override=val_override,
             byte_sidecar=bool(conf is not None and conf.needs_byte_sidecar),
+            names=conf.data_names if conf is not None else (),
             align=block_length({**(run_cfg.get("tiny_env") or {}), **(env or {})}) if scale == "tiny" else 1,
         )
         return _launch(
@@ -271,7 +272,7 @@ def _launch(
     child_env[sandbox.MARKER_ENV] = marker
     # the launcher: PID / mount / network namespaces where the system allows (harness/run/nsinit.py)
     box = sandbox.Box.prepare(run_cfg, wd.work, wd.data, [Path(settings.ledger_dir)] if settings.ledger_dir else [],
-                              exe, child_env, net=isolate)
+                              exe, child_env, net=isolate, ro=(wd.pylib,))
 
     parent = LedgerWriter(ledger_dir / PARENT_LEDGER, rank=-1, t0=t0)
     lines = _Lines(parent, t0)

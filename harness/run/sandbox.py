@@ -434,9 +434,10 @@ class Box:
     @classmethod
     def prepare(
         cls, run_cfg: dict[str, Any], work: Path, data: Path, rw: list[Path], python_exe: str,
-        env: dict[str, str], *, net: bool,
+        env: dict[str, str], *, net: bool, ro: tuple[Path, ...] = (),
     ) -> Box:
-        """The launcher's plan for a run whose copy is `work`, data `data`, extra writable folders `rw`."""
+        """The launcher's plan for a run whose copy is `work`, data `data`, extra writable folders `rw`,
+        extra read-only ones `ro` (the run's pylib: under a private /tmp only what is bound back is seen)."""
         on = bool(run_cfg.get("namespaces", True)) and sys.platform.startswith("linux")
         support = namespace_support() if on else {}
         pkg = Path(__file__).resolve().parent.parent
@@ -447,7 +448,7 @@ class Box:
         # settings, tests or the rest of the checkout
         core = [str(p) for p in pkg.glob("*.py")]
         keep_ro = [*core, str(pkg / "runtime"), sys.prefix,
-                   sys.base_prefix, exe_prefix, str(data), *_link_targets(data), *probe_ro]
+                   sys.base_prefix, exe_prefix, str(data), *_link_targets(data), *probe_ro, *map(str, ro)]
         keep_ro += [p for p in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")) if p]
         spec = {
             "pid": True, "mount": True, "net": net, "user": True,
@@ -457,6 +458,7 @@ class Box:
             "keep_rw": sorted({os.path.realpath(p) for p in [str(work), *map(str, rw), *probe_rw]
                                if os.path.exists(p)}),
             "fresh_tmpfs": ["/dev/shm"] if os.path.isdir("/dev/shm") else [],
+            "private_tmp": [p for p in ("/tmp", "/var/tmp") if os.path.isdir(p) and not os.path.islink(p)],
             "cwd": str(work),
         }
         net_ns = support.get("net_namespace") == "on"
@@ -571,6 +573,9 @@ class Box:
                 put("read_only_system", st.get("read_only_system", "off: [run] read_only_system = false"))
                 hidden = st.get("hidden") or []
                 put("hidden_folders", "on" if hidden else "off: nothing hidden")
+                if self.spec.get("private_tmp"):
+                    put("private_tmp", "on" if st.get("private_tmp") else
+                        "off: " + "; ".join(st.get("private_tmp_errors") or ["not mounted"]))
                 if st.get("proc_remount"):
                     off["proc_remount"] = str(st["proc_remount"]).removeprefix("off: ")
         if runtime:
@@ -587,7 +592,7 @@ class Box:
                          else ["(everything the user can write)"]),
             "net_refused_by_namespace": self.refused,
             "limits": {k: v for k, v in vars(limits).items() if v is not None},
-            "errors": [*st.get("keep_errors", []), *st.get("hidden_errors", [])],
+            "errors": [*st.get("keep_errors", []), *st.get("hidden_errors", []), *st.get("private_tmp_errors", [])],
         }
 
 
@@ -609,7 +614,8 @@ def _counters(text: str) -> dict[str, int]:
 
 
 _LABELS = {"pid_namespace": "pid ns", "mount_namespace": "mount ns", "network_namespace": "net ns",
-           "read_only_system": "read-only system", "hidden_folders": "hidden home/harness", "io_hooks": "io hooks",
+           "read_only_system": "read-only system", "hidden_folders": "hidden home/harness", "private_tmp": "private /tmp",
+           "io_hooks": "io hooks",
            "resource_limits": "limits", "process_group_kill": "group kill"}
 
 

@@ -107,6 +107,7 @@ METHOD_CAPS: tuple[tuple[str, float], ...] = (
     (r"(TTT|SLOT|LORA).*STEPS$", 2),  # SLOT steps, TTT inner steps
     (r"CHUNK(_TOKENS|_SIZE)?$", 512),  # TTT chunks (tokens)
     (r"BATCH_SEQS$", 4),
+    (r"TTT.*BATCH_SIZE$", 8),  # documents per TTT batch (per-document LoRA): [64, seq, vocab] logits are GBs traced
     (r"PREFIX_DOCS$", 4),  # phased TTT: documents in the first phase
     (r"(^|_)ORDER$", 4),  # n-gram orders
     (r"CALIBRATION_BATCHES$|CALIB_BATCHES$", 2),

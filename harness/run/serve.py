@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,21 @@ def load_override(val_override: Any) -> np.ndarray:
     return arr.astype("<u2")
 
 
+def _alias(root: Path, dest: Path, tok_link: Path | None, vocab: int, names: list[str] | tuple[str, ...]) -> None:
+    """The dataset folder and tokenizer under the names the script writes out (fineweb10B_sp10240_casefold/,
+    fineweb_10240_casefold_bpe.model) when they name the served vocabulary: links to what is served, so the
+    script finds its data where its own setup would have put it (and fetches nothing)."""
+    for name in names:
+        if not re.search(rf"(?<!\d){vocab}(?!\d)", name) or "/" in name or name.startswith("."):
+            continue
+        if name.endswith(".model"):
+            if tok_link is None or (tok_link.parent / name).exists():
+                continue
+            os.symlink(tok_link.name, tok_link.parent / name)
+        elif not (root / "datasets" / name).exists():
+            os.symlink(dest.name, root / "datasets" / name, target_is_directory=True)
+
+
 def serve_data(
     source_dir: str | os.PathLike[str] | None,
     root: Path,
@@ -147,6 +163,7 @@ def serve_data(
     val_override: Any = None,
     byte_sidecar: bool = False,
     align: int = 1,
+    names: list[str] | tuple[str, ...] = (),
 ) -> Served:
     """Lay out `root` as the challenge repo's data folder (scripts read DATA_PATH, or DATA_DIR with
     datasets/fineweb10B_sp<V>/ and tokenizers/fineweb_<V>_bpe.model under it): links to the training
@@ -165,6 +182,7 @@ def serve_data(
         os.symlink(Path(tokenizer).resolve(), link)
     extra = {"data_root": str(root), "tokenizer_link": str(link) if link else None,
              "tokenizer_sha256": file_sha256(tokenizer)}
+    _alias(root, dest, link, v, names)
     for t in train:
         os.symlink(t.resolve(), dest / t.name)
     served_train = [str(dest / t.name) for t in train]

@@ -152,6 +152,10 @@ def main() -> RuntimeContext | None:
     if settings.extra.get("probe") or os.environ.get("HARNESS_PROBE"):
         # the probes' fork server wraps the tracer's tag_validation: installed after it
         parts["forkserver"] = _install_optional("harness.runtime.forkserver", ctx)
+    # offline stand-ins (huggingface_hub) after everything installed: a real package always wins
+    fallback = os.path.join(os.path.dirname(os.path.abspath(__file__)), "offline_fallback")
+    if os.path.isdir(fallback) and fallback not in sys.path:
+        sys.path.append(fallback)
     ctx.emit("phase", site="", name="runtime_ready", parts=parts)
     os.register_at_fork(after_in_child=_after_fork_in_child)
     return ctx

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.data.shards import BOS_ID
+
 from harness.ledger import Ledger
 from harness.verdict.passes import PassSearch, Printed, find_reported_pass
 from harness.verdict.trace import TraceTables, Update, build_tables
@@ -107,6 +109,12 @@ class Analysis:
     first_update: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # per pass row
     notes: list[str] = field(default_factory=list)
     val_tokens: np.ndarray | None = None  # the served stream (document boundaries are BOS tokens)
+    # updates set aside (tables.updates keeps the rest): the script never read a block they wrote again
+    # from the reported pass's first score on; `discarded` with no value leaving torch between the update
+    # and that last read (no score can depend on them but through traced values, which C1 follows),
+    # `doubtful` with some (undecided)
+    discarded: list[Update] = field(default_factory=list)
+    doubtful: list[Update] = field(default_factory=list)
 
     def part_failed(self, part: str) -> str | None:
         """Why a runtime part (tracer, io_hooks, shim) did not start, or None when it did or is unknown."""
@@ -156,7 +164,19 @@ class Analysis:
         if rows is None or rows.size == 0:
             return []
         first = self._first_score_order()
-        return [u for u in tb.updates if any(first.get(e, -1) > u.order for e in (u.lo, u.hi))]
+        return [u for u in tb.updates if any(first.get(e, -1) > u.order for e in self.proof_ends(u))]
+
+    def proof_ends(self, u: Update) -> tuple[int, ...]:
+        """The ends of an update's interval that can prove a use. A document's opening BOS is read by
+        per-document methods as the first input of that document: all it says is that a document starts
+        there. Phased TTT trains on a document (BOS first) before the previous one, whose last target is
+        that BOS, is scored; an accepted pattern. Such a low end proves nothing; the positions beside it
+        stay undecided (never PASS). A high end at a BOS was used as a target or as the last input of the
+        previous document: it still proves."""
+        vt = self.val_tokens
+        if vt is None or not (0 <= u.lo < vt.shape[0]) or int(vt[u.lo]) != BOS_ID or u.lo == u.hi:
+            return (u.lo, u.hi)
+        return (u.hi,)
 
     def updated_before_scored_surely(self) -> np.ndarray:
         """Pass rows whose position a proven update (see proven_updates) touched before the row's score."""
@@ -178,7 +198,7 @@ class Analysis:
         first = self._first_score_order()
         for u in self.proven_updates():
             if u.order < score_order and u.lo <= pos <= u.hi:
-                ends = [e for e in (u.lo, u.hi) if first.get(e, -1) > u.order]
+                ends = [e for e in self.proof_ends(u) if first.get(e, -1) > u.order]
                 return u, pos if pos in ends else ends[0]
         raise ValueError(f"no proven update covers position {pos}")
 
@@ -234,7 +254,29 @@ def analyze(
         an.search = find_reported_pass(tables, ledger, printed, pos_bytes, tol_loss, tol_bpb)
     rows = an.pass_rows
     if rows is not None and rows.size:
+        _set_aside_unread_state(an, int(tables.order[rows].min()))
         points = np.unique(tables.pos[rows])
         cover = earliest_cover(points, tables.updates)
         an.first_update = cover[np.searchsorted(points, tables.pos[rows])]
     return an
+
+
+def _set_aside_unread_state(an: Analysis, pass_start: int) -> None:
+    """A throwaway copy trained on validation before the pass (a LoRA built to warm up a compiler, then
+    dropped) changes nothing the pass scores with when the script never reads what the update wrote from
+    the pass's first score on. Values computed from it before then carry its positions in their
+    provenance, so a score that used them shows it in its dep (C1); only values that left torch as
+    Python numbers meanwhile escape that, and then the update stays undecided instead."""
+    tb = an.tables
+    first = an.event(pass_start)
+    rank, first_seq = int(first.get("rank", 0)), int(first.get("seq", 0))
+    live: list[Update] = []
+    for u in tb.updates:
+        rel = [tb.released.get((u.rank, st)) for st in u.states]
+        if not u.states or u.rank != rank or any(r is None or r[1] > first_seq for r in rel):
+            live.append(u)
+        elif any(r[2] for r in rel):  # type: ignore[index]
+            an.doubtful.append(u)
+        else:
+            an.discarded.append(u)
+    tb.updates = live

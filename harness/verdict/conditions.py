@@ -223,7 +223,45 @@ def check_c3(an: Analysis) -> RuleResult:
             summary = ("no state change on validation positions" if n_upd == 0 else
                        f"no update touched a position before its score ({n_upd} updates on validation)")
             summary += f"; {_pass_desc(an)}"
+    freed = _freed_state(an, rows)
+    if freed is not None:
+        findings.append(freed)
+        n_freed = len(an.doubtful or an.discarded)
+        summary += (f"; {n_freed} update(s) of state unread once the pass began "
+                    + ("undecided" if an.doubtful else "not counted"))
+        if freed.status.rank > status.rank:
+            status = freed.status
+            summary = f"{freed.message}; {_pass_desc(an)}"
     return RuleResult("C3", "", status, summary + f"; {an.stats.line()}", findings, checker="trace")
+
+
+def _freed_state(an: Analysis, rows: np.ndarray) -> Finding | None:
+    """Updates set aside because the script never read what they wrote once the pass began (analysis:
+    _set_aside_unread_state). Clean ones are stated, never hidden; with values that left torch meanwhile,
+    C3 cannot pass on them."""
+    ups = an.doubtful or an.discarded
+    if not ups:
+        return None
+    tb = an.tables
+    first = an.event(int(tb.order[rows].min()))
+    u = ups[0]
+    lo, hi = min(x.lo for x in ups), max(x.hi for x in ups)
+    sites = sorted({x.site or "?" for x in ups})
+    last = max(tb.released[(u.rank, st)][1] for st in u.states)
+    where = (f"{len(ups)} update(s) at {', '.join(sites[:3])} on positions {lo}..{hi} wrote only state the script "
+             f"never read again once the reported pass began (its first score at {_at(first)})")
+    ev = [Evidence(where=u.site, positions=[lo, hi], events=[u.seq, int(first.get("seq", 0))], time_s=u.t,
+                   detail=f"update {u.target} op {u.op} over positions {u.lo}..{u.hi}; last read before event "
+                          f"#{last}")]
+    if an.doubtful:
+        n = sum(tb.released[(x.rank, st)][2] for x in an.doubtful for st in x.states)
+        return Finding("C3", Status.INCONCLUSIVE,
+                       f"{where}: a throwaway copy trained on validation, but {n} value(s) left torch as Python "
+                       f"numbers meanwhile, where provenance ends: whether a score used them is undecided.", ev)
+    return Finding("C3", Status.PASS,
+                   f"{where}: not counted: a throwaway copy trained on validation (e.g. a compile warmup); "
+                   f"nothing computed from it left torch meanwhile, so a score could use it only through "
+                   f"traced values, which C1 checks.", ev)
 
 
 def _hull_only_c3(an: Analysis, hull_only: np.ndarray, n_rows: int) -> Finding:
@@ -236,12 +274,15 @@ def _hull_only_c3(an: Analysis, hull_only: np.ndarray, n_rows: int) -> Finding:
     assert rows is not None
     ui = int(an.first_update[int(np.nonzero(rows == r0)[0][0])])
     up, sev = tb.updates[ui], an.event(int(tb.order[r0]))
+    ends = ("both ends of that range were scored first" if up.lo in an.proof_ends(up) else
+            f"its end at {up.lo} is a document's opening BOS, which per-document training reads only as that "
+            f"document's first input (no proof of a use), the other end was scored first")
     return Finding(
         "C3", Status.INCONCLUSIVE,
         f"position {int(tb.pos[r0])} lies inside positions {up.lo}..{up.hi} of {up.what()} at "
-        f"{up.site or 'an unknown site'} (t={up.t:.2f}s), written before it was scored at {_at(sev)}; both ends "
-        f"of that range were scored first and provenance keeps one interval per value, so whether the update "
-        f"used the unscored positions between them is undecided ({hull_only.size} of {n_rows} positions).",
+        f"{up.site or 'an unknown site'} (t={up.t:.2f}s), written before it was scored at {_at(sev)}; {ends} "
+        f"and provenance keeps one interval per value, so whether the update used the unscored positions "
+        f"between them is undecided ({hull_only.size} of {n_rows} positions).",
         [Evidence(where=up.site, positions=_ints(np.sort(tb.pos[hull_only])),
                   events=[up.seq, int(sev.get("seq", 0))], time_s=up.t,
                   detail=f"update {up.target or '?'} op {up.op or '?'} over positions {up.lo}..{up.hi}")])
@@ -287,14 +328,21 @@ def _same_state_tail_rescore(an: Analysis, rows: np.ndarray, uniq: np.ndarray, d
     n_extra = int(rows.size - uniq.size)
     if n_extra > allow or not np.array_equal(dup, uniq[-dup.size:]) or int(dup[-1] - dup[0]) + 1 != dup.size:
         return None
-    dup_rows = rows[np.isin(tb.pos[rows], dup)]
-    lo, hi = int(tb.order[dup_rows].min()), int(tb.order[dup_rows].max())
-    if any(lo < u.order < hi for u in tb.updates):
+    if _update_between_repeats(an, rows, dup) is not None:
         return None
     return (f"the last {dup.size} positions ({int(dup[0])}..{int(dup[-1])}) are scored again by shorter tail "
             f"windows ({n_extra} extra scores, no update between them): a counting defect, not a second pass; "
             f"counted once each, val_loss would be {_counted_once(an, rows):.6f} instead of "
             f"{float(tb.nll[rows].mean()):.6f}.")
+
+
+def _update_between_repeats(an: Analysis, rows: np.ndarray, dup: np.ndarray) -> Any:
+    """The first traced update between the first and the last score of the repeated positions: the later
+    scores then saw state changed after the first (a second look), or None."""
+    tb = an.tables
+    dup_rows = rows[np.isin(tb.pos[rows], dup)]
+    lo, hi = int(tb.order[dup_rows].min()), int(tb.order[dup_rows].max())
+    return next((u for u in tb.updates if lo < u.order < hi), None)
 
 
 def _counted_once(an: Analysis, rows: np.ndarray) -> float:
@@ -326,11 +374,18 @@ def _coverage(an: Analysis, rows: np.ndarray, params: Mapping[str, Any], seq_len
         if tail is not None:
             out.append(Finding("C4", Status.WARN, tail, evidence))
         else:
+            up = _update_between_repeats(an, rows, dup)
+            between = "" if up is None else (
+                f"; {up.what()} ({up.target or 'state'}) over positions {up.lo}..{up.hi} at {up.site or '?'} came "
+                f"between their scores, so the later score saw state built from the earlier one")
+            if up is not None:
+                evidence.append(Evidence(where=up.site, positions=[up.lo, up.hi], events=[up.seq], time_s=up.t,
+                                         detail=f"update op {up.op or '?'}"))
             out.append(Finding("C4", Status.FAIL,
                                f"position {int(dup[0])} is scored {int(counts[counts > 1][0])} times in the reported "
                                f"pass ({dup.size} positions scored more than once, {n_extra} extra scores, all in "
-                               f"the printed number): each token must be scored exactly once; counted once each, "
-                               f"val_loss would be {_counted_once(an, rows):.6f} instead of "
+                               f"the printed number){between}: each token must be scored exactly once; counted once "
+                               f"each, val_loss would be {_counted_once(an, rows):.6f} instead of "
                                f"{float(tb.nll[rows].mean()):.6f}.", evidence))
     if an.n_val is None:
         out.append(Finding("C4", Status.INCONCLUSIVE,

@@ -88,12 +88,25 @@ class LedgerBuilder:
         sids = list(range(start, start + len(pos)))
         self._sid[rank] = start + len(pos)
         extra = {} if zsum is None else {"zsum": [float(z) for z in zsum]}
-        self.ev("score", rank, site, sid=sids, pos=pos, nll=nlls, dep=deps, grad=[grad] * len(pos), op=op, **extra)
+        self.ev("score", rank, site, sid=list(sids), pos=pos, nll=nlls, dep=deps, grad=[grad] * len(pos), op=op, **extra)
         return sids
 
     def update(self, lo: int, hi: int, target: str = "param", op: str = "optimizer.step", rank: int = 0,
-               site: str | None = None, n: int = 1) -> dict:
-        return self.ev("update", rank, site, lo=lo, hi=hi, target=target, op=op, n=n)
+               site: str | None = None, n: int = 1, states: Sequence[int] | None = None) -> dict:
+        extra = {} if states is None else {"states": list(states)}
+        return self.ev("update", rank, site, lo=lo, hi=hi, target=target, op=op, n=n, **extra)
+
+    def release(self, states: Sequence[int], last_read: Sequence[int] | None = None,
+                escapes: Sequence[int] | None = None, rank: int = 0) -> dict:
+        """Blocks an update named, freed or at the end: the seq the next event had at each one's last read
+        (default: this event's, read until now), values that left torch between its first update and then."""
+        seq = self._seq.get(rank, 0)
+        return self.ev("release", rank, "", states=list(states), last_read=list(last_read or [seq] * len(states)),
+                       escapes=list(escapes or [0] * len(states)))
+
+    @property
+    def next_seq(self) -> int:
+        return self._seq.get(0, 0)
 
     def consume(self, sids: Iterable[int], op: str = "item", rank: int = 0, site: str | None = None,
                 value: float | None = None) -> dict:

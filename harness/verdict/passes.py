@@ -4,7 +4,8 @@ numbers the script printed.
 Candidates come from `consume` events (scores reaching a number that left torch):
 - one event's score ids (`(loss_sum / count).item()` at the end of an eval);
 - runs of consecutive events from one site (per-batch `total += nll.sum().item()`), cut where a
-  position repeats (a new pass began) and, in a second variant, also where a score line was printed;
+  position repeats (a new pass began) and, in a second variant, also where a score line was printed; in
+  a third, only where a score line was printed (repeats kept: the selections below then judge them);
 - one event cut at position repeats (a value that mixed several passes, e.g. a widened trace);
 - the same key on every rank, unioned (each rank consumes its own share before an all_reduce);
 - as a last resort, passes inferred from the order of grad-free scores (cut where a position repeats),
@@ -207,14 +208,16 @@ def generate(tables: TraceTables, ledger: Ledger) -> list[Candidate]:
                                                ("part", site, k, j), [(rank, c.seq)]))
             if len(events) < 2:
                 continue
-            for variant in ("split", "joined"):
+            # "printed": cut only where a score line was printed, repeats kept (a sliding window whose short
+            # last windows score the tail again, every score summed into the printed number)
+            for variant in ("split", "joined", "printed"):
                 runs: list[list] = []
                 cur: list = []
                 seen: set[int] = set()
                 for c in events:
                     ps = set(pos[c.rows].tolist())
-                    new = not cur or bool(ps & seen)
-                    if cur and variant == "split" and _printed_between(bounds, cur[-1].order, c.order):
+                    new = not cur or (variant != "printed" and bool(ps & seen))
+                    if cur and variant != "joined" and _printed_between(bounds, cur[-1].order, c.order):
                         new = True
                     if new and cur:
                         runs.append(cur)

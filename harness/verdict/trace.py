@@ -60,6 +60,7 @@ class Update:
     op: str
     lo: int
     hi: int  # inclusive
+    states: tuple[int, ...] = ()  # the memory blocks it wrote (empty: not followed)
 
     def what(self) -> str:
         """How a reviewer would call this state change."""
@@ -69,6 +70,7 @@ class Update:
             "table": "a cache/table write",
             "buffer": "a running-statistic (buffer) update",
             "array": "an array write",
+            "serialized": "a torch.save of tensors computed from them",
         }.get(self.target, f"a state change ({self.target or 'unknown'})")
 
 
@@ -112,6 +114,9 @@ class TraceTables:
     consumes: list[Consume] = field(default_factory=list)
     combines: list[Combine] = field(default_factory=list)
     malformed: int = 0  # score events whose parallel lists disagree (skipped)
+    # (rank, state) -> (event order of its release, seq of the first event after its last read, values that
+    # left torch between its first update and that read)
+    released: dict[tuple[int, int], tuple[int, int, int]] = field(default_factory=dict)
     _sorted_keys: np.ndarray | None = None
     _sorted_rows: np.ndarray | None = None
 
@@ -155,6 +160,13 @@ def _score_rows(ev: dict[str, Any]) -> list[tuple[int, int, float, int, bool]] |
     return out
 
 
+def _state_ids(ev: dict[str, Any]) -> tuple[int, ...]:
+    sts = ev.get("states")
+    if not isinstance(sts, list) or not sts or not all(isinstance(x, int) and not isinstance(x, bool) for x in sts):
+        return ()
+    return tuple(sts)
+
+
 def build_tables(ledger: Ledger) -> TraceTables:
     ranks: list[int] = []
     sids: list[int] = []
@@ -167,6 +179,7 @@ def build_tables(ledger: Ledger) -> TraceTables:
     updates: list[Update] = []
     raw_consumes: list[tuple[int, dict[str, Any]]] = []
     raw_combines: list[tuple[int, dict[str, Any]]] = []
+    released: dict[tuple[int, int], tuple[int, int, int]] = {}
     for i, ev in enumerate(ledger.events):
         kind = ev["kind"]
         if kind == "score":
@@ -190,7 +203,14 @@ def build_tables(ledger: Ledger) -> TraceTables:
                 if isinstance(lo, int) and isinstance(hi, int) and hi >= lo:
                     updates.append(Update(i, int(ev.get("rank", 0)), int(ev.get("seq", 0)),
                                           float(ev.get("t", 0.0)), ev.get("site"), str(ev.get("target", "")),
-                                          str(ev.get("op", "")), lo, hi))
+                                          str(ev.get("op", "")), lo, hi, _state_ids(ev)))
+        elif kind == "release":
+            sts, last, esc = ev.get("states"), ev.get("last_read"), ev.get("escapes")
+            if isinstance(sts, list) and isinstance(last, list) and isinstance(esc, list) \
+                    and len(sts) == len(last) == len(esc):
+                for st, lr, n in zip(sts, last, esc):
+                    if all(isinstance(x, int) and not isinstance(x, bool) for x in (st, lr, n)):
+                        released.setdefault((int(ev.get("rank", 0)), st), (i, lr, n))
         elif kind == "consume":
             raw_consumes.append((i, ev))
         elif kind == "combine":
@@ -206,6 +226,7 @@ def build_tables(ledger: Ledger) -> TraceTables:
         event_of_row=np.asarray(orders, dtype=np.int64),
         updates=updates,
         malformed=malformed,
+        released=released,
     )
     keys = score_key(tables.rank, tables.sid)
     srt = np.argsort(keys, kind="stable")

@@ -158,6 +158,16 @@ def install_numpy(st: HookState, np: Any) -> None:
     np.load = load
 
 
+def _note_serialized(obj: Any) -> None:
+    """Tell the tracer (when one runs) which token positions the saved tensors depend on: to a file or to a
+    buffer that becomes the artifact, the saved state is then the script's, built from those positions."""
+    from harness.runtime import tracer
+
+    tr = tracer._TRACER  # noqa: SLF001 - the public accessor refuses callers below the script's frames
+    if tr is not None:
+        tr.note_serialized(obj, "torch.save")
+
+
 def install_torch(st: HookState, torch: Any) -> None:
     real_save = torch.save
     real_load = torch.load
@@ -165,6 +175,8 @@ def install_torch(st: HookState, torch: Any) -> None:
     @functools.wraps(real_save)
     def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> Any:
         path = _fspath(f)
+        if not st.quiet():
+            _note_serialized(obj)
         if path is None or st.quiet():
             return real_save(obj, f, *args, **kwargs)  # file objects: the open hook sees them
         with st.quietly():

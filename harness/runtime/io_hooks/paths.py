@@ -92,8 +92,11 @@ class Classifier:
             return False
         rel = ap[len(self.workdir):]
         parts = rel.split(os.sep)
-        # tmp/ (TMPDIR), dot folders (HOME caches), logs/: never the artifact
-        if len(parts) > 1 and (parts[0] in ("tmp", "logs", "__pycache__") or parts[0].startswith(".")):
+        # dot folders (HOME caches), logs/: never the artifact; in tmp/ (TMPDIR) only a file written straight
+        # into it (a script that saves its model to tempfile.gettempdir()), never a compiler's cache folder
+        if len(parts) > 1 and (parts[0] in ("logs", "__pycache__") or parts[0].startswith(".")):
+            return False
+        if parts[0] == "tmp" and len(parts) != 2:
             return False
         name = parts[-1]
         if name.startswith("."):

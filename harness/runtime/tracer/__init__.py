@@ -223,7 +223,7 @@ def _uninstall() -> None:
     try:
         _MODE.__exit__(None, None, None)
     finally:
-        tr.emit_stats()
+        tr.emit_stats(final=True)
         patches.uninstall_all()
         traced_numpy.uninstall_patches()
         if _CTX is not None and _SAVED_TAG is not None:

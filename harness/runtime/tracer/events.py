@@ -5,9 +5,14 @@
 - combine pos, sids, op                   sids: [sid_a, sid_b] pairs, parallel to pos
 - consume sids, value, op, numel          sids sorted; value: the number that left (a sum for
                                           several elements); numel: how many elements it was
-- update  lo, hi, target, op, n           one event per disjoint interval of the written
+- update  lo, hi, target, op, n, states   one event per disjoint interval of the written
                                           elements' positions (at most MAX_INTERVALS; closer
-                                          intervals are merged, which only widens)
+                                          intervals are merged, which only widens); states: ids of
+                                          the memory blocks written (absent: not followed)
+- release states, last_read, escapes      parallel lists, per block an update named: the seq the next
+                                          event had when the script last read it, and how many values
+                                          left torch between its first update and that read; written
+                                          when the block is freed (before the next event) or at the end
 - stats   unruled_ops, escapes, traced_ops, plus rule_counts (ops per handler kind), fast_ops, coarse, ...
 
 Inside an optimizer step (between its pre and post hooks) update events are coalesced per
@@ -55,9 +60,19 @@ class Emitter:
         self.ctx = ctx
         self._step_depth = 0
         self._pending: dict[tuple[str, str, str | None], list[tuple[int, int, int]]] = {}
+        self._pending_states: dict[tuple[str, str, str | None], set[int]] = {}
         self.counts: dict[str, int] = {"score": 0, "combine": 0, "consume": 0, "update": 0}
+        self.released: list[tuple[int, int, int]] = []  # (state, last read, escapes) queued by Tracer
+
+    def _flush_released(self) -> None:
+        if self.released:
+            out, self.released = self.released, []
+            self.counts["release"] = self.counts.get("release", 0) + 1
+            self.ctx.emit("release", site="", states=[r[0] for r in out], last_read=[r[1] for r in out],
+                          escapes=[r[2] for r in out])
 
     def _emit(self, kind: str, site: str | None, **fields: Any) -> None:
+        self._flush_released()  # a block freed before this event is written before it
         self.counts[kind] = self.counts.get(kind, 0) + 1
         self.ctx.emit(kind, site=site if site is not None else "", **fields)
 
@@ -82,15 +97,20 @@ class Emitter:
     def consume(self, sids: np.ndarray, value: Any, op: str, numel: int, site: str | None) -> None:
         self._emit("consume", site, sids=np.asarray(sids).tolist(), value=value, op=op, numel=int(numel))
 
-    def update(self, lo: np.ndarray, hi: np.ndarray, target: str, op: str, site: str | None) -> list[tuple[int, int, int]]:
+    def update(self, lo: np.ndarray, hi: np.ndarray, target: str, op: str, site: str | None,
+               state: int | None = None) -> list[tuple[int, int, int]]:
         segs = merge_intervals(lo, hi)
         if not segs:
             return segs
         if self._step_depth:
-            self._pending.setdefault((target, op, site), []).extend(segs)
+            key = (target, op, site)
+            self._pending.setdefault(key, []).extend(segs)
+            # None poisons the set: a coalesced event names its blocks only when every one is known
+            self._pending_states.setdefault(key, set()).add(-1 if state is None else state)
             return segs
+        extra = {} if state is None else {"states": [state]}
         for a, b, n in segs:
-            self._emit("update", site, lo=a, hi=b, target=target, op=op, n=n)
+            self._emit("update", site, lo=a, hi=b, target=target, op=op, n=n, **extra)
         return segs
 
     def begin_step(self) -> None:
@@ -104,13 +124,19 @@ class Emitter:
     def flush(self) -> None:
         """Write the coalesced updates (end of a step, or at exit after a step that raised)."""
         pending, self._pending = self._pending, {}
-        for (target, op, site), segs in pending.items():
+        states, self._pending_states = self._pending_states, {}
+        for key, segs in pending.items():
+            target, op, site = key
+            st = states.get(key, {-1})
+            # each merged interval names every block of the step's writes: more blocks only delay a discard
+            extra = {} if -1 in st else {"states": sorted(st)}
             lo = np.array([s[0] for s in segs])
             hi = np.array([s[1] for s in segs])
             for a, b, _ in merge_intervals(lo, hi):
                 cnt = sum(s[2] for s in segs if s[0] >= a and s[1] <= b)
-                self._emit("update", site, lo=a, hi=b, target=target, op=op, n=cnt)
+                self._emit("update", site, lo=a, hi=b, target=target, op=op, n=cnt, **extra)
 
     def stats(self, fields: dict[str, Any]) -> None:
         self.flush()
+        self._flush_released()
         self.ctx.emit("stats", site="", **fields)

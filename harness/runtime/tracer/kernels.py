@@ -82,6 +82,7 @@ class _Launch:
             e = self.tr.store.entries.get(id(owner))
             if e is None:
                 continue
+            self.tr.store.touch(id(owner))
             m = sel & (blocks == bi)
             off = (addrs[m] - self.bases[bi]).astype(np.int64)
             first = off // e.itemsize

@@ -216,6 +216,9 @@ class Store:
         # weakref.ref: weakref.finalize costs several times more and this runs for every new output)
         self._finalizers: dict[int, weakref.ref] = {}
         self.coarse_views = 0  # reads/writes through a view whose itemsize differs from the block's
+        # blocks whose reads are reported (Tracer: state written from validation), and the callback
+        self.watched: dict[int, Any] = {}
+        self.on_read: Any = None
 
     # -- keys and lifetime -------------------------------------------------------------------------
     def _track(self, owner: Any) -> int:
@@ -225,6 +228,12 @@ class Store:
             self._finalizers[key] = weakref.ref(owner, lambda _r, key=key: drop(key))
         return key
 
+    def touch(self, key: int) -> None:
+        """A read of the block `key` (provenance read for an op, a kernel's load)."""
+        w = self.watched.get(key)
+        if w is not None and self.on_read is not None:
+            self.on_read(w)
+
     def _drop(self, key: int) -> None:
         self.entries.pop(key, None)
         self.metas.pop(key, None)
@@ -232,6 +241,7 @@ class Store:
 
     def clear(self) -> None:
         self._finalizers.clear()  # a dropped weakref.ref never calls its callback
+        self.watched.clear()
         self.entries.clear()
         self.metas.clear()
 
@@ -294,6 +304,8 @@ class Store:
         e = self.entries.get(loc.key)
         if e is None:
             return None
+        if self.watched:
+            self.touch(loc.key)
         if e.itemsize != loc.itemsize:
             return self._read_mismatch(e, loc)
         lo_i, hi_i = _extent(loc.offset, loc.shape, loc.strides)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections import Counter
 from typing import Any, Iterable
 
@@ -55,6 +56,12 @@ class Tracer:
         self.imprecise_targets = 0
         self._next_stats = STATS_EVERY
         self.step_updated: set[int] = set()
+        # owner key -> [state id, weak reference, escapes when first updated, next ledger seq at its last read,
+        # escapes then]: state written from validation positions is followed to its last read, so a throwaway
+        # copy trained on them (a compile warmup) can be told from state the scores go on to use
+        self._states: dict[int, list[Any]] = {}
+        self._next_state = 1
+        self.store.on_read = self._state_read
         self.strict = False  # tests: a failing op handler raises instead of widening
 
     # -- re-entrancy ---------------------------------------------------------------------------------
@@ -235,9 +242,73 @@ class Tracer:
         if kind in ("table", "array") and p.sid is not None:
             keep = np.broadcast_to(p.sid, lo.shape) == NO_SID  # score accumulators are not state
             lo, hi = np.broadcast_to(lo, keep.shape)[keep], np.broadcast_to(hi, keep.shape)[keep]
-        segs = self.emitter.update(lo, hi, kind, op, self.site())
+        segs = self.emitter.update(lo, hi, kind, op, self.site(), self._state_of(owner))
         if segs:
             self.step_updated.add(id(owner))
+
+    def _state_of(self, owner: Any) -> int | None:
+        """The id under which `release` will name this block (None: it cannot be followed)."""
+        key = id(owner)
+        st = self._states.get(key)
+        if st is not None:
+            return st[0]
+        sid = self._next_state
+        release = self._release
+        try:
+            ref = weakref.ref(owner, lambda _r, key=key, sid=sid: release(key, sid))
+        except TypeError:
+            return None
+        self._next_state += 1
+        st = self._states[key] = [sid, ref, self.escapes, 0, self.escapes]
+        self.store.watched[key] = st
+        self._state_read(st)
+        return sid
+
+    def _state_read(self, st: list[Any]) -> None:
+        """The script read a followed block (Store.read): remember when, as the seq the next event gets."""
+        st[3] = getattr(self.ctx.ledger, "_seq", 0)
+        st[4] = self.escapes
+
+    def _release(self, key: int, sid: int) -> None:
+        """Weakref callback (any thread, any moment): queue only; the emitter writes it before its next event."""
+        st = self._states.get(key)
+        if st is not None and st[0] == sid:
+            del self._states[key]
+            self.store.watched.pop(key, None)
+            self.emitter.released.append(self._state_record(st))
+
+    @staticmethod
+    def _state_record(st: list[Any]) -> tuple[int, int, int]:
+        """(state, last read, values that left torch between its first update and its last read)."""
+        return st[0], st[3], st[4] - st[2]
+
+    def release_live(self) -> None:
+        """At the end of tracing: the followed blocks still alive, with their last reads."""
+        live, self._states = self._states, {}
+        self.store.watched.clear()
+        self.emitter.released.extend(self._state_record(st) for st in live.values())
+
+    def note_serialized(self, obj: Any, how: str) -> None:
+        """torch.save of tensors whose values depend on token positions (quantization scales calibrated on
+        validation, weights tuned on it): what is saved - a checkpoint, the artifact's payload - was built
+        from those positions, a change of persistent state like a gradient step. One hull per tensor (its
+        ends are positions the tensor surely depends on); score accumulators are not state."""
+        los: list[int] = []
+        his: list[int] = []
+        for t in _saved_tensors(obj):
+            p = self.store.read(self.store.locate_tensor(t))
+            if p is None or not p.traced():
+                continue
+            lo, hi = p.lo, p.hi
+            if p.sid is not None:
+                keep = np.broadcast_to(p.sid, lo.shape) == NO_SID
+                lo, hi = np.broadcast_to(lo, keep.shape)[keep], np.broadcast_to(hi, keep.shape)[keep]
+            a, b = pv.hull(Prov(lo, hi, None))
+            if b >= 0:
+                los.append(a)
+                his.append(b)
+        if los:
+            self.emitter.update(np.asarray(los), np.asarray(his), "serialized", how, self.site())
 
     def widen_indexed_table(self, owner: Any, numel: int, idx: Prov | None, table_kind: str) -> None:
         """A write addressed by traced indices into a persistent table also tells, by where it did NOT
@@ -276,8 +347,10 @@ class Tracer:
             "scores": int(self.book.n),
         }
 
-    def emit_stats(self) -> None:
+    def emit_stats(self, final: bool = False) -> None:
         try:
+            if final:
+                self.release_live()
             self.emitter.stats(self.stats_fields())
         except Exception:  # noqa: BLE001 - a closed ledger at interpreter exit
             pass
@@ -312,3 +385,24 @@ def np_values(t: torch.Tensor) -> np.ndarray:
     if x.dtype in (torch.bfloat16, torch.float16) or (x.is_floating_point() and x.element_size() == 1):
         x = x.float()
     return _ORIG_NUMPY(x)
+
+
+def _saved_tensors(obj: Any, limit: int = 100_000) -> list[torch.Tensor]:
+    """The tensors inside what torch.save pickles: nested dicts, lists, tuples, modules (their state)."""
+    out: list[torch.Tensor] = []
+    seen: set[int] = set()
+    stack = [obj]
+    while stack and len(seen) < limit:
+        o = stack.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        if isinstance(o, torch.Tensor):
+            out.append(o)
+        elif isinstance(o, torch.nn.Module):
+            stack.extend(o.state_dict(keep_vars=True).values())
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple, set, frozenset)):
+            stack.extend(o)
+    return out

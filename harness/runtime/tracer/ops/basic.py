@@ -53,9 +53,20 @@ def h_factory_like(c: OpCall) -> None:
             c.tr.note_birth(owner)
 
 
+def _onto_itself(dst: Any, src: Any) -> bool:
+    """``dst.copy_(src)`` where both are the same elements of the same memory: no value changes. Triton's
+    interpreter does this for every tensor argument after a launch on a CPU (its host copy is the storage
+    itself); read as a write, it would turn a kernel's output buffer into a cache write."""
+    return (isinstance(dst, torch.Tensor) and isinstance(src, torch.Tensor) and dst.device == src.device
+            and dst.dtype == src.dtype and dst.shape == src.shape and dst.stride() == src.stride()
+            and dst.numel() > 0 and dst.data_ptr() == src.data_ptr())
+
+
 @handler("copy")
 def h_copy(c: OpCall) -> None:
     src = c.b.get("src", c.b.get("self"))
+    if c.short == "copy_" and _onto_itself(c.b.get("self"), src):
+        return
     p = c.p(src)
     mark = c.mark_of(src)
     for t in c.outputs():
