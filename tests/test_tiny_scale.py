@@ -43,6 +43,13 @@ def test_documents_per_ttt_batch_are_scaled_down_not_to_zero() -> None:
     assert "GLOBAL_TTT_BATCH_SIZE" not in o
 
 
+def test_sliding_windows_per_batch_are_scaled_down() -> None:
+    # counted in windows, not tokens: the VAL_BATCH_SIZE family (1024 tokens) would leave 64 windows alone
+    o, src = _tiny(defaults={"SLIDING_BATCH_SIZE": "64", "SLIDING_BATCH_SEQS": "4"})
+    assert o["SLIDING_BATCH_SIZE"] == "8" and "scaled down from 64" in src["SLIDING_BATCH_SIZE"]
+    assert "SLIDING_BATCH_SEQS" not in o  # already small: kept
+
+
 def test_a_record_value_is_shrunk_too_and_the_user_env_wins() -> None:
     o, src = _tiny(inferred={"VAL_BATCH_TOKENS": "262144"}, defaults={"VAL_BATCH_TOKENS": "524288"})
     assert o["VAL_BATCH_TOKENS"] == "1024"

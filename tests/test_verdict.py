@@ -203,6 +203,29 @@ def test_an_update_whose_only_proof_is_a_document_opening_bos_is_undecided(bos_a
         assert r.findings[0].message.startswith("position 64 was used in a gradient step at train_gpt.py:2450")
 
 
+def test_lost_provenance_never_passes_but_a_proven_violation_stands():
+    """An op whose rule and coarse fallback both failed (a MemoryError on vocabulary-sized logits) leaves its
+    output with no provenance: a violation may hide there, so the trace rules cannot PASS; a FAIL the trace
+    proves elsewhere stays a FAIL."""
+    for illegal in (False, True):
+        b = LedgerBuilder()
+        start(b)
+        if illegal:
+            b.update(0, N - 1, site="train_gpt.py:210")
+        sliding_pass(b)
+        b.reported("final", *numbers(range(1, N), NLL[1:]))
+        b.stats(coarse={"untraced_output:div:MemoryError": 2, "rule_error:div:MemoryError": 2})
+        v = verdict(b)
+        if illegal:
+            assert status(v, "C3") is Status.FAIL
+        else:
+            for rid in ("C1", "C3", "C4"):
+                r = v.result(rid)
+                assert r.status is Status.INCONCLUSIVE, (rid, r.summary)
+                assert "lost the provenance of 2 op output(s) (div:MemoryError x2" in r.summary
+        assert status(v, "D3") is Status.PASS  # not a trace rule
+
+
 def test_c3_names_the_first_offending_position_inside_a_chunk():
     b = LedgerBuilder()
     start(b)

@@ -102,12 +102,17 @@ def _fmt(x: float, like: str) -> str:
 
 
 # knobs of the method scaled down (not to zero) at tiny scale: (name pattern, cap)
+_SLIDING_WINDOWS = r"SLIDING_BATCH(_SIZE|_SEQS)?$"
+_COUNTS_BELOW = {_SLIDING_WINDOWS: 1024}  # a cap that applies only below this value (above: a token count)
 METHOD_CAPS: tuple[tuple[str, float], ...] = (
     (r"EPOCHS$", 1),  # TTT / pre-quant TTT epochs
     (r"(TTT|SLOT|LORA).*STEPS$", 2),  # SLOT steps, TTT inner steps
     (r"CHUNK(_TOKENS|_SIZE)?$", 512),  # TTT chunks (tokens)
     (r"BATCH_SEQS$", 4),
     (r"TTT.*BATCH_SIZE$", 8),  # documents per TTT batch (per-document LoRA): [64, seq, vocab] logits are GBs traced
+    # sliding windows per evaluation batch when counted in sequences (64 windows x an 8192-token vocabulary's
+    # logits ran the traced run out of memory); counted in tokens (65536) it is VAL_BATCH_SIZE's family
+    (_SLIDING_WINDOWS, 8),
     (r"PREFIX_DOCS$", 4),  # phased TTT: documents in the first phase
     (r"(^|_)ORDER$", 4),  # n-gram orders
     (r"CALIBRATION_BATCHES$|CALIB_BATCHES$", 2),
@@ -153,6 +158,8 @@ def tiny_scaled(tiny: dict[str, str], inferred: dict[str, str], defaults: dict[s
         new = None
         for pat, cap in METHOD_CAPS:
             if re.search(pat, k) and x > cap:
+                if x >= _COUNTS_BELOW.get(pat, float("inf")):
+                    break
                 new = cap
                 if pat == r"(^|_)ORDER$":  # never below a minimum order the record sets
                     lo = _num(merged.get(k.replace("ORDER", "MIN_ORDER"))) if "MIN_ORDER" not in k else None

@@ -23,6 +23,9 @@ class TraceStats:
     traced_ops: int = 0
     imprecise_targets: int = 0  # target selections the tracer could not resolve exactly (not scored)
     ranks: int = 0  # ranks that wrote a stats event
+    # op outputs left with no provenance: the op's handler and the coarse fallback both failed (a MemoryError
+    # on a vocabulary-sized tensor); what they carried is unknown: label -> count
+    lost_outputs: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
         if not self.ranks:
@@ -52,6 +55,11 @@ def trace_stats(ledger: Ledger) -> TraceStats:
             st.traced_ops += ev["traced_ops"]
         if isinstance(ev.get("imprecise_targets"), int):
             st.imprecise_targets += ev["imprecise_targets"]
+        coarse = ev.get("coarse")
+        for k, v in (coarse.items() if isinstance(coarse, dict) else ()):
+            if isinstance(k, str) and k.startswith("untraced_output:") and isinstance(v, int) and v > 0:
+                label = k[len("untraced_output:"):]
+                st.lost_outputs[label] = st.lost_outputs.get(label, 0) + v
     return st
 
 

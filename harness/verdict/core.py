@@ -104,6 +104,12 @@ def judge(
     integ = check_integrity(ledger)  # channel, tamper, OS witness: untrusted evidence never passes
     if ledger.truncated:  # read under a size cap: events past it are unseen, so nothing passes on them
         integ.add(("C1", "C3", "C4", "D1", "D2", "D3", "B4"), ledger.truncated)
+    lost = an.stats.lost_outputs
+    if lost:  # provenance dropped, not widened: a violation may hide there, so nothing passes on the trace
+        top = ", ".join(f"{k} x{v}" for k, v in sorted(lost.items(), key=lambda kv: -kv[1])[:3])
+        integ.add(("C1", "C2", "C3", "C4", "D1"),
+                  f"the tracer lost the provenance of {sum(lost.values())} op output(s) ({top}: the op's rule and "
+                  f"its coarse fallback both failed); what they carried is unknown")
     out = dict(zip(out, apply_integrity(list(out.values()), integ)))
     results = []
     for rid in sorted(out, key=rule_order):
