@@ -203,6 +203,24 @@ def test_an_update_whose_only_proof_is_a_document_opening_bos_is_undecided(bos_a
         assert r.findings[0].message.startswith("position 64 was used in a gradient step at train_gpt.py:2450")
 
 
+def test_calibration_state_set_aside_for_c3_still_shaped_the_artifact():
+    """Statistics gathered from validation activations before the artifact (AWQ / GPTQ calibration) are read
+    to build the artifact and never again: C3 sets them aside, D1 still FAILs on them."""
+    b = LedgerBuilder()
+    b.run_start()
+    b.train_read(site="train_gpt.py:64")
+    b.read(0, N, site="train_gpt.py:70")
+    b.update(0, 64, target="table", op="add_", site="train_gpt.py:916", states=[7])
+    b.release([7])
+    b.artifact_write(site="train_gpt.py:226")
+    sliding_pass(b)
+    b.reported("final", *numbers(range(1, N), NLL[1:]))
+    v = verdict(b)
+    assert status(v, "C3") is Status.PASS and "not counted" in v.result("C3").summary
+    d1 = v.result("D1")
+    assert d1.status is Status.FAIL and "train_gpt.py:916" in d1.findings[0].message
+
+
 def test_lost_provenance_never_passes_but_a_proven_violation_stands():
     """An op whose rule and coarse fallback both failed (a MemoryError on vocabulary-sized logits) leaves its
     output with no provenance: a violation may hide there, so the trace rules cannot PASS; a FAIL the trace

@@ -65,7 +65,7 @@ def check_d1(an: Analysis, params: Mapping[str, Any]) -> RuleResult:
                                               time_s=_t(e), detail=f"{e.get('path', '')}")]))
             break
     # 2. a state change from validation positions before the artifact: training or calibrating on it
-    early = [u for u in an.tables.updates if u.order < ai]
+    early = [u for u in an.all_updates if u.order < ai]
     if early:
         u = early[0]
         lo = min(x.lo for x in early)

@@ -117,10 +117,10 @@ class Analysis:
     first_update: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # per pass row
     notes: list[str] = field(default_factory=list)
     val_tokens: np.ndarray | None = None  # the served stream (document boundaries are BOS tokens)
-    # updates set aside (tables.updates keeps the rest): the script never read a block they wrote again
-    # from the reported pass's first score on; `discarded` with no value leaving torch between the update
-    # and that last read (no score can depend on them but through traced values, which C1 follows),
-    # `doubtful` with some (undecided)
+    # updates set aside for C3 (tables.updates keeps the rest; all_updates has both): the script never read a
+    # block they wrote again from the reported pass's first score on; `discarded` with no value leaving torch
+    # between the update and that last read (no score can depend on them but through traced values, which
+    # C1 follows), `doubtful` with some (undecided)
     discarded: list[Update] = field(default_factory=list)
     doubtful: list[Update] = field(default_factory=list)
 
@@ -135,9 +135,14 @@ class Analysis:
         return bool(self.traced) and self.part_failed("tracer") is None
 
     @property
+    def all_updates(self) -> list[Update]:
+        """Every update, those C3 set aside included (D1 asks what shaped the artifact, whoever reads it later)."""
+        return sorted([*self.tables.updates, *self.discarded, *self.doubtful], key=lambda u: u.order)
+
+    @property
     def multi_rank(self) -> bool:
         """More than one process produced scores or updates (the runner's own events are rank -1)."""
-        ranks = set(self.tables.rank.tolist()) | {u.rank for u in self.tables.updates}
+        ranks = set(self.tables.rank.tolist()) | {u.rank for u in self.all_updates}
         return len(ranks) > 1
 
     @property
