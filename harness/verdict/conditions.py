@@ -254,10 +254,11 @@ def _freed_state(an: Analysis, rows: np.ndarray) -> Finding | None:
                    detail=f"update {u.target} op {u.op} over positions {u.lo}..{u.hi}; last read before event "
                           f"#{last}")]
     if an.doubtful:
-        n = sum(tb.released[(x.rank, st)][2] for x in an.doubtful for st in x.states)
+        # per block, not per update: updates of one block share its count (the most that left while any lived)
+        n = max(tb.released[(x.rank, st)][2] for x in an.doubtful for st in x.states)
         return Finding("C3", Status.INCONCLUSIVE,
-                       f"{where}: a throwaway copy trained on validation, but {n} value(s) left torch as Python "
-                       f"numbers meanwhile, where provenance ends: whether a score used them is undecided.", ev)
+                       f"{where}: a throwaway copy trained on validation, but at least {n} value(s) left torch as "
+                       f"Python numbers meanwhile, where provenance ends: whether a score used them is undecided.", ev)
     return Finding("C3", Status.PASS,
                    f"{where}: not counted: a throwaway copy trained on validation (e.g. a compile warmup); "
                    f"nothing computed from it left torch meanwhile, so a score could use it only through "
