@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from harness.data.shards import BOS_ID
-
 from harness.ledger import Ledger
 from harness.verdict.passes import PassSearch, Printed, find_reported_pass
 from harness.verdict.trace import TraceTables, Update, build_tables

@@ -238,10 +238,7 @@ class Tracer:
         kind = self.persistent_kind(owner, numel, table_kind)
         if kind is None:
             return
-        lo, hi = p.lo, p.hi
-        if kind in ("table", "array") and p.sid is not None:
-            keep = np.broadcast_to(p.sid, lo.shape) == NO_SID  # score accumulators are not state
-            lo, hi = np.broadcast_to(lo, keep.shape)[keep], np.broadcast_to(hi, keep.shape)[keep]
+        lo, hi = _without_scores(p) if kind in ("table", "array") else (p.lo, p.hi)
         segs = self.emitter.update(lo, hi, kind, op, self.site(), self._state_of(owner))
         if segs:
             self.step_updated.add(id(owner))
@@ -299,10 +296,7 @@ class Tracer:
             p = self.store.read(self.store.locate_tensor(t))
             if p is None or not p.traced():
                 continue
-            lo, hi = p.lo, p.hi
-            if p.sid is not None:
-                keep = np.broadcast_to(p.sid, lo.shape) == NO_SID
-                lo, hi = np.broadcast_to(lo, keep.shape)[keep], np.broadcast_to(hi, keep.shape)[keep]
+            lo, hi = _without_scores(p)
             a, b = pv.hull(Prov(lo, hi, None))
             if b >= 0:
                 los.append(a)
@@ -406,3 +400,11 @@ def _saved_tensors(obj: Any, limit: int = 100_000) -> list[torch.Tensor]:
         elif isinstance(o, (list, tuple, set, frozenset)):
             stack.extend(o)
     return out
+
+
+def _without_scores(p: Prov) -> tuple[np.ndarray, np.ndarray]:
+    """The intervals of the elements that are not score accumulators (a running loss sum is not state)."""
+    if p.sid is None:
+        return p.lo, p.hi
+    keep = np.broadcast_to(p.sid, p.lo.shape) == NO_SID
+    return np.broadcast_to(p.lo, keep.shape)[keep], np.broadcast_to(p.hi, keep.shape)[keep]
