@@ -225,6 +225,17 @@ def test_crash_gives_one_line_and_the_site(data: Path, tmp_path: Path) -> None:
     assert "Traceback" in r.stderr_tail and r.failed
 
 
+def test_missing_package_names_what_the_folder_asks_for(data: Path, tmp_path: Path) -> None:
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "train_gpt.py").write_text("import os\nfrom fla.layers import GatedDeltaNet\n")
+    (sub / "requirements.txt").write_text("numpy\n# kernels\nflash-linear-attention==0.4.2  # GDN\n")
+    r = go(sub, data, tmp_path)
+    assert r.reason == "missing_package" and r.failed
+    assert r.message.startswith("needs package 'fla', not installed for the run's interpreter")
+    assert "flash-linear-attention==0.4.2 (requirements.txt:3)" in r.message
+
+
 def test_no_score(data: Path, tmp_path: Path) -> None:
     r = go(submission(tmp_path, "no_score.py"), data, tmp_path)
     assert (r.reason, r.rc, r.reported) == ("no_score", 0, None)

@@ -177,3 +177,51 @@ def test_traced_kernel_mixing_the_next_row_in_is_caught(tmp_path: Path) -> None:
     by = _traced_verdict(tmp_path, "leak")
     assert by["C1"].status is Status.FAIL, by["C1"].summary  # "127 scores depend on their target or later"
 
+
+
+_INTERPRETER_FAILS = '''
+    import os, torch, triton
+    import triton.language as tl
+
+    @triton.jit
+    def scale(y_ptr, x_ptr):
+        # inline PTX compiles for a GPU; Triton's interpreter cannot execute it
+        x = tl.load(x_ptr)
+        y = tl.inline_asm_elementwise("mul.f32 $0, $1, 0f40000000;", "=r,r", [x], dtype=tl.float32,
+                                      is_pure=True, pack=1)
+        tl.store(y_ptr, y)
+
+    y = torch.zeros(1, device="cuda")
+    try:
+        scale[(1,)](y, torch.full((1,), 3.0, device="cuda"))  # LAUNCH
+    except Exception:
+        if os.environ.get("FALLBACK") != "1":
+            raise
+        y.fill_(6.0)  # the script's own eager path
+    print("done", float(y[0]))
+'''
+
+
+@needs_triton
+@pytest.mark.parametrize("fallback", [False, True])
+def test_kernel_the_interpreter_cannot_run_ends_in_one_needs_gpu_line(tmp_path: Path, fallback: bool) -> None:
+    """Uncaught, Triton's InterpreterError is a needs-GPU ending naming the kernel and the launch line;
+    caught by the script (its own fallback), the run goes on."""
+    script = tmp_path / "train_gpt.py"
+    script.write_text(textwrap.dedent(_INTERPRETER_FAILS))
+    env = {k: v for k, v in os.environ.items() if k != "HARNESS_RUNTIME"}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), TRITON_INTERPRET="1", FALLBACK="1" if fallback else "0")
+    ledger = tmp_path / "ledger"
+    proc = subprocess.run([sys.executable, "-m", "harness.runtime.shim", "--ledger", str(ledger), str(script)],
+                          capture_output=True, text=True, env=env, timeout=180, cwd=tmp_path)
+    if fallback:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "done 6.0" in proc.stdout
+        return
+    assert proc.returncode == triton_guard.state.NEEDS_GPU_EXIT, proc.stderr[-3000:]
+    import json
+    events = [json.loads(ln) for f in ledger.glob("*.jsonl") for ln in f.read_text().splitlines()]
+    line = next(i for i, ln in enumerate(script.read_text().splitlines(), 1) if "# LAUNCH" in ln)
+    gpu = [e for e in events if e["kind"] == "needs_gpu"]
+    assert len(gpu) == 1 and gpu[0]["where"] == f"train_gpt.py:{line}"
+    assert "Triton kernel scale" in gpu[0]["what"] and "interpreter cannot run" in gpu[0]["what"]

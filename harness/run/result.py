@@ -15,6 +15,7 @@ REASONS = (
     "train_budget",  # killed: training ran past B2 (full scale) - a budget violation, not a crash
     "eval_budget",  # killed: evaluation ran past B3 (full scale) - a budget violation
     "needs_gpu",  # the shim met Triton / custom CUDA kernels it cannot run on a CPU
+    "missing_package",  # imports a package the run's interpreter lacks (named with where the folder asks for it)
     "needs_python",  # Python 3.12 syntax with no provable rewrite for this (older) host: not launched
     "memory",  # out of memory (RLIMIT_AS, MemoryError, the kernel's OOM killer)
     "stdout_flood",  # output past the hard cap

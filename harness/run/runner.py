@@ -31,6 +31,7 @@ from harness.run.ending import classify, summarize_budget
 from harness.run.interpreter import resolve_python
 from harness.run.monitor import PARENT_LEDGER, BudgetClock, BudgetLimits, LedgerTail, PhaseTracker, clear_ledger
 from harness.run.py312 import SourceRewrite
+from harness.run.requirements import missing_package_line
 from harness.run.result import Reported, RunResult
 from harness.run.scale import SCALES, env_overrides
 from harness.run.serve import TRAIN_GLOB, VAL_GLOB, Served, block_length, serve_data
@@ -348,6 +349,10 @@ def _launch(
     reason, message = classify(
         rc, killed, tracker, pumps["stderr"].tail(20000), {wd.script.name}, rep is not None,
     )
+    if reason == "crash":
+        missing = missing_package_line(pumps["stderr"].tail(20000), wd.work)
+        if missing is not None:
+            reason, message = "missing_package", missing
     if reason == "ok" and rep is not None:
         message = f"exited 0; reported {rep.tag} val_loss:{rep.val_loss} val_bpb:{rep.val_bpb}"
     times = script_times(stdout_all, rep)

@@ -224,6 +224,14 @@ def install_excepthook() -> None:
         return
 
     def excepthook(etype: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        from harness.runtime.shim import triton_guard
+
+        failed = triton_guard.interpreter_failure_of(value)
+        if failed is not None:
+            # a kernel Triton's CPU interpreter cannot execute (it compiles and runs on a GPU)
+            kernel, where, err = failed
+            state.needs_gpu(f"Triton kernel {kernel}, which Triton's CPU interpreter cannot run ({err})",
+                            where or _tb_site(tb))
         msg = str(value)
         if any(m in msg for m in CUDA_MESSAGES):
             first = msg.strip().splitlines()[0] if msg.strip() else etype.__name__

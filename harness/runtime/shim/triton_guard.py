@@ -253,6 +253,28 @@ def _traced_launch_inner(kernel: Any, args: tuple[Any, ...], grid: Any, kwargs: 
     return out
 
 
+# The last kernel Triton's interpreter could not run: (kernel, where, error). The script may catch the
+# error and fall back to another path, so it ends the run only if it goes uncaught (gpu_only's excepthook).
+interpreter_failure: tuple[str, str | None, str] | None = None
+
+
+def note_interpreter_failure(kernel_name: str, where: str | None, err: BaseException) -> None:
+    global interpreter_failure
+    interpreter_failure = (kernel_name, where, str(err).strip().splitlines()[0][:200] if str(err).strip() else "")
+
+
+def interpreter_failure_of(value: BaseException) -> tuple[str, str | None, str] | None:
+    """The recorded interpreter failure when `value` (or what it was raised from) is Triton's InterpreterError."""
+    seen: set[int] = set()
+    e: BaseException | None = value
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__name__ == "InterpreterError" and interpreter_failure is not None:
+            return interpreter_failure
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def _short(grid: Any) -> str:
     try:
         return repr(grid)[:120] if not callable(grid) else f"<callable {getattr(grid, '__name__', 'grid')}>"
@@ -276,8 +298,13 @@ def interpret_launches(triton: ModuleType) -> None:
     def run(self: Any, *args: Any, grid: Any, warmup: bool, **kwargs: Any) -> Any:
         if warmup:
             return orig_run(self, *args, grid=grid, warmup=warmup, **kwargs)
-        return _traced_launch(self, args, grid, kwargs,
-                              lambda: orig_run(self, *args, grid=grid, warmup=warmup, **kwargs))
+        try:
+            return _traced_launch(self, args, grid, kwargs,
+                                  lambda: orig_run(self, *args, grid=grid, warmup=warmup, **kwargs))
+        except Exception as e:
+            if type(e).__name__ == "InterpreterError":
+                note_interpreter_failure(_kernel_name(self), state.site(), e)
+            raise
 
     run._harness_hooked = True  # type: ignore[attr-defined]
     fn_cls.run = run
