@@ -108,6 +108,14 @@ _PARTS = [
 ]
 
 
+def _scratch() -> Path:
+    """Where runs and the chained sitecustomize live: not under /tmp, which the sandbox replaces with a
+    private one (a PYTHONPATH into the host's /tmp would not exist inside the child)."""
+    d = ROOT / "out" / "bench"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 def resolve(rec: str) -> Path:
     p = Path(rec)
     if p.is_dir():
@@ -165,7 +173,7 @@ def run_once(folder: Path, out: Path, traced: bool, timeout: float, env: list[st
 
 def paired(folder: Path, repeat: int, timeout: float, env: list[str]) -> dict[str, list[float]]:
     res: dict[str, list[float]] = {"u": [], "t": [], "ucpu": [], "tcpu": []}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=_scratch()) as tmp:
         for i in range(repeat):
             order = (False, True) if i % 2 == 0 else (True, False)  # ABBA: neither side always goes first
             for traced in order:
@@ -178,7 +186,7 @@ def paired(folder: Path, repeat: int, timeout: float, env: list[str]) -> dict[st
 
 
 def profile(folder: Path, timeout: float, env: list[str], top: int, save: str | None = None) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=_scratch()) as tmp:
         prof = Path(tmp) / "tracer.prof"
         w, _, run = run_once(folder, Path(tmp) / "prof", True, timeout, env, profile_to=prof)
         if not prof.is_file():

@@ -236,6 +236,19 @@ def test_missing_package_names_what_the_folder_asks_for(data: Path, tmp_path: Pa
     assert "flash-linear-attention==0.4.2 (requirements.txt:3)" in r.message
 
 
+def test_user_pythonpath_is_seen_inside_the_sandbox(data: Path, tmp_path: Path) -> None:
+    """--env PYTHONPATH=DIR (extra packages): DIR is bound back read-only, not hidden by the private /tmp."""
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "extra_pkg_probe.py").write_text("VALUE = 41 + 1\n")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "train_gpt.py").write_text("import extra_pkg_probe\nprint('extra', extra_pkg_probe.VALUE)\n")
+    r = go(sub, data, tmp_path, env={"PYTHONPATH": str(extra)})
+    assert "extra 42" in r.stdout_tail, r.message + r.stderr_tail
+    assert not (r.reason == "missing_package")
+
+
 def test_no_score(data: Path, tmp_path: Path) -> None:
     r = go(submission(tmp_path, "no_score.py"), data, tmp_path)
     assert (r.reason, r.rc, r.reported) == ("no_score", 0, None)

@@ -137,6 +137,18 @@ class _Lines:
         return [s for s in (parse_line(text, t) for text, t in self.lines) if s is not None]
 
 
+def _user_paths(pythonpath: str | None) -> list[Path]:
+    """The folders of a PYTHONPATH the user passed (--env PYTHONPATH=...: extra packages, a profiler's
+    sitecustomize): bound back read-only, else the sandbox would hide them (a home folder, the checkout,
+    the host's /tmp) and the child would run without them."""
+    out = []
+    for part in (pythonpath or "").split(os.pathsep):
+        p = Path(part).expanduser()
+        if part and p.is_absolute() and p.is_dir():
+            out.append(p)
+    return out
+
+
 def run_submission(
     path: str | os.PathLike[str],
     cfg: Config,
@@ -273,7 +285,7 @@ def _launch(
     child_env[sandbox.MARKER_ENV] = marker
     # the launcher: PID / mount / network namespaces where the system allows (harness/run/nsinit.py)
     box = sandbox.Box.prepare(run_cfg, wd.work, wd.data, [Path(settings.ledger_dir)] if settings.ledger_dir else [],
-                              exe, child_env, net=isolate, ro=(wd.pylib,))
+                              exe, child_env, net=isolate, ro=(wd.pylib, *_user_paths(user_pp)))
 
     parent = LedgerWriter(ledger_dir / PARENT_LEDGER, rank=-1, t0=t0)
     lines = _Lines(parent, t0)
