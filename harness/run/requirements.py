@@ -48,9 +48,9 @@ def _norm(name: str) -> str:
 def _specs(text: str) -> list[str]:
     out = []
     for tok in text.split():
-        if tok.startswith(("-", "#", "&", "|", ";", "$", ">")) or "/" in tok or tok.endswith(".txt"):
-            if tok.startswith(("#", "&", "|", ";", ">")):
-                break
+        if tok.startswith(("#", "&", "|", ";", ">")):  # a comment or the next command
+            break
+        if tok.startswith(("-", "$")) or "/" in tok or tok.endswith(".txt"):  # options, paths, -r files
             continue
         out.append(tok.strip("'\"`,"))
     return [s for s in out if _REQ.match(s)]

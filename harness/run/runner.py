@@ -358,11 +358,10 @@ def _launch(
         tag = conf.score_tag  # the line whose value the submission claims (its logs); --score-tag overrides
         configuration["score_tag_used"] = tag
     rep = pick_reported(lines.lines, tag)
-    reason, message = classify(
-        rc, killed, tracker, pumps["stderr"].tail(20000), {wd.script.name}, rep is not None,
-    )
+    stderr_tail = pumps["stderr"].tail(20000)
+    reason, message = classify(rc, killed, tracker, stderr_tail, {wd.script.name}, rep is not None)
     if reason == "crash":
-        missing = missing_package_line(pumps["stderr"].tail(20000), wd.work)
+        missing = missing_package_line(stderr_tail, wd.work)
         if missing is not None:
             reason, message = "missing_package", missing
     if reason == "ok" and rep is not None:
