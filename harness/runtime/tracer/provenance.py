@@ -153,6 +153,31 @@ class Loc(NamedTuple):
     n_owner: int  # block size in elements of ``itemsize``
 
 
+_CONTIG: dict[tuple[int, ...], tuple[tuple[int, ...], int]] = {}
+
+
+def _contig_entry(shape: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
+    hit = _CONTIG.get(shape)
+    if hit is None:
+        strides, n = [], 1
+        for size in reversed(shape):
+            strides.append(n)
+            n *= size
+        hit = (tuple(reversed(strides)), n)
+        if len(_CONTIG) < 65536:  # shapes repeat op after op; bound the cache for scripts that vary them
+            _CONTIG[shape] = hit
+    return hit
+
+
+def _contiguous(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """C-contiguous strides (in elements) of ``shape``, as torch reports them (size-1 dims included)."""
+    return _contig_entry(shape)[0]
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    return _contig_entry(shape)[1]
+
+
 def _strided(arr: np.ndarray, offset: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
     isz = arr.itemsize
     return np.ndarray(shape, arr.dtype, buffer=arr, offset=offset * isz, strides=tuple(s * isz for s in strides))
@@ -308,6 +333,10 @@ class Store:
             self.touch(loc.key)
         if e.itemsize != loc.itemsize:
             return self._read_mismatch(e, loc)
+        if loc.offset == 0 and loc.strides == _contiguous(loc.shape) and e.lo.size == loc.n_owner == _numel(loc.shape):
+            # the whole block, C-contiguous (most op inputs): a reshape, not a strided construction
+            shape = loc.shape
+            return Prov(e.lo.reshape(shape), e.hi.reshape(shape), None if e.sid is None else e.sid.reshape(shape))
         lo_i, hi_i = _extent(loc.offset, loc.shape, loc.strides)
         if lo_i < 0:
             return self._read_mismatch(e, loc)
@@ -364,26 +393,35 @@ class Store:
                                                  _own(p.hi, loc.shape, np.int32, fresh), sid, loc.itemsize)
                 return
             e = self.entries[loc.key] = Entry(loc.n_owner, loc.itemsize)
-        lo_i, hi_i = _extent(loc.offset, loc.shape, loc.strides)
-        if e.itemsize != loc.itemsize or lo_i < 0:
+        if e.itemsize != loc.itemsize:
             self._write_mismatch(e, loc, p)
             return
-        if hi_i > e.lo.size:
-            e.grow(hi_i)
-        lo = _strided(e.lo, loc.offset, loc.shape, loc.strides)
-        hi = _strided(e.hi, loc.offset, loc.shape, loc.strides)
+        if (loc.offset == 0 and loc.strides == _contiguous(loc.shape) and e.lo.size == loc.n_owner
+                == _numel(loc.shape)):
+            shape = loc.shape  # the whole block, C-contiguous: reshape views, not strided constructions
+            view = lambda arr: arr.reshape(shape)  # noqa: E731
+        else:
+            lo_i, hi_i = _extent(loc.offset, loc.shape, loc.strides)
+            if lo_i < 0:
+                self._write_mismatch(e, loc, p)
+                return
+            if hi_i > e.lo.size:
+                e.grow(hi_i)
+            view = lambda arr: _strided(arr, loc.offset, loc.shape, loc.strides)  # noqa: E731
+        lo = view(e.lo)
+        hi = view(e.hi)
         if p is None:
             lo[...] = E_LO
             hi[...] = E_HI
             if e.sid is not None:
-                _strided(e.sid, loc.offset, loc.shape, loc.strides)[...] = NO_SID
+                view(e.sid)[...] = NO_SID
             return
         lo[...] = p.lo
         hi[...] = p.hi
         if p.sid is not None and p.has_sid():
-            _strided(e.ensure_sid(), loc.offset, loc.shape, loc.strides)[...] = p.sid
+            view(e.ensure_sid())[...] = p.sid
         elif e.sid is not None:
-            _strided(e.sid, loc.offset, loc.shape, loc.strides)[...] = NO_SID
+            view(e.sid)[...] = NO_SID
 
     def _write_mismatch(self, e: Entry, loc: Loc, p: Prov | None) -> None:
         self.coarse_views += 1

@@ -63,6 +63,10 @@ class Tracer:
         self._next_state = 1
         self.store.on_read = self._state_read
         self.strict = False  # tests: a failing op handler raises instead of widening
+        # untraced tensors found to hold no absorbing element (an exact 0 for products, an inf for sums):
+        # key -> True. Only that answer is kept, so a stale or reused key can only skip a refinement
+        # (the union stays wider), never narrow a provenance.
+        self._no_absorbing: dict[tuple[Any, ...], bool] = {}
 
     # -- re-entrancy ---------------------------------------------------------------------------------
     @property
@@ -114,6 +118,25 @@ class Tracer:
         owner = self.store.tensor_owner(t)
         return owner is not None and id(owner) in self.store.entries
 
+    # -- constants ---------------------------------------------------------------------------------
+    def absorbing_key(self, t: torch.Tensor, kind: str) -> tuple[Any, ...] | None:
+        """Cache key of an untraced tensor's values: its memory, layout and version counter."""
+        try:
+            return (kind, id(t.untyped_storage()), t.data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(),
+                    t.dtype, t._version)
+        except (RuntimeError, NotImplementedError, TypeError):  # inference tensors keep no version counter
+            return None
+
+    def known_without_absorbing(self, key: tuple[Any, ...] | None) -> bool:
+        return key is not None and key in self._no_absorbing
+
+    def note_without_absorbing(self, key: tuple[Any, ...] | None) -> None:
+        if key is None:
+            return
+        if len(self._no_absorbing) >= 4096:  # temporaries come and go: bound it, start over
+            self._no_absorbing.clear()
+        self._no_absorbing[key] = True
+
     # -- unions --------------------------------------------------------------------------------------
     def union(self, provs: Iterable[Prov | None], shape: tuple[int, ...], op: str) -> Prov | None:
         """Elementwise union of provenances broadcast to ``shape``; sid channels merged (combines emitted)."""
@@ -121,13 +144,18 @@ class Tracer:
         if not ps:
             return None
         a = ps[0]
+        shape = tuple(shape)
         if (len(ps) >= 2 and a.lo.dtype == np.int32 and ps[1].lo.dtype == np.int32 and a.hi.dtype == np.int32
-                and ps[1].hi.dtype == np.int32
-                and np.broadcast_shapes(a.lo.shape, ps[1].lo.shape, a.hi.shape, ps[1].hi.shape, shape) == tuple(shape)):
+                and ps[1].hi.dtype == np.int32 and _broadcasts_to(shape, a.lo.shape, ps[1].lo.shape, a.hi.shape,
+                                                                  ps[1].hi.shape)):
             # two inputs: their min / max are written straight into the new arrays (no first copy)
             lo = np.minimum(a.lo, ps[1].lo, out=pv._np_empty(shape, np.int32))
             hi = np.maximum(a.hi, ps[1].hi, out=pv._np_empty(shape, np.int32))
             rest = ps[2:]
+        elif len(ps) == 1 and a.lo.shape == shape and a.hi.shape == shape and a.lo.dtype == np.int32 \
+                and a.hi.dtype == np.int32:
+            # one input of the output's shape (x * untraced, relu(x)): a plain copy
+            return Prov(a.lo.copy(), a.hi.copy(), self.merge_sids([a.sid], shape, op))
         else:
             # np.copyto broadcasts in C: np.array(np.broadcast_to(...)) cost more in Python than in copying
             lo = pv._np_empty(shape, np.int32)
@@ -348,6 +376,20 @@ class Tracer:
             self.emitter.stats(self.stats_fields())
         except Exception:  # noqa: BLE001 - a closed ledger at interpreter exit
             pass
+
+
+def _broadcasts_to(shape: tuple[int, ...], *shapes: tuple[int, ...]) -> bool:
+    """Whether every one of ``shapes`` broadcasts to ``shape`` itself (np.broadcast_shapes costs more
+    than the union it guards; equal shapes, the common case, are one comparison)."""
+    for s in shapes:
+        if s == shape:
+            continue
+        if len(s) > len(shape):
+            return False
+        for n, m in zip(reversed(s), reversed(shape)):
+            if n != m and n != 1:
+                return False
+    return True
 
 
 class _Internal:

@@ -30,6 +30,10 @@ def _entry(func: Any) -> tuple[Any, Any, bool]:
     return hit
 
 
+# handler kinds with no provenance work: counted, without building an op call or entering internal()
+_NOTHING_TO_DO = frozenset({"view", "noop"})
+
+
 def _is_factory(func: Any) -> bool:
     return _entry(func)[2]
 
@@ -64,10 +68,11 @@ class TraceMode(TorchDispatchMode):
         if getattr(tr.tls, "busy", False):
             return func(*args, **kwargs)
         entries = tr.store.entries
+        entry = _CACHE.get(func) or _entry(func)
         if not entries or not _any_traced(entries, args, kwargs):
             out = func(*args, **kwargs)
             tr.fast_ops += 1
-            if isinstance(out, torch.Tensor) and _entry(func)[2]:
+            if entry[2] and isinstance(out, torch.Tensor):
                 owner = tr.store.tensor_owner(out)
                 if owner is not None:
                     with tr.lock:
@@ -75,7 +80,11 @@ class TraceMode(TorchDispatchMode):
             return out
         out = func(*args, **kwargs)
         with tr.lock:
-            apply(tr, func, args, kwargs, out)
+            if entry[0].kind in _NOTHING_TO_DO:  # provenance lives per storage: a view shares its base's
+                tr.handler_counts[entry[0].kind] += 1
+                tr.tick()
+            else:
+                apply(tr, func, args, kwargs, out)
         return out
 
 

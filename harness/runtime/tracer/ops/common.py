@@ -4,6 +4,8 @@ derived scores), and the codec for provenance channels that data movement is rep
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Prov, broadcast, filled, hull
@@ -14,7 +16,7 @@ _CHUNK_ELEMS = 4_000_000  # elements per temporary in masked (exact-zero aware) 
 
 def fit(p: Prov, shape: tuple[int, ...]) -> Prov:
     """Make a provenance match an output shape: same size -> reshape, else broadcast, else hull."""
-    size = int(np.prod(shape)) if shape else 1
+    size = math.prod(shape)  # np.prod builds an array first: this runs for most outputs
     if p.lo.size == size:
         sid = None if p.sid is None else np.ascontiguousarray(p.sid).reshape(shape)
         return Prov(np.ascontiguousarray(p.lo).reshape(shape), np.ascontiguousarray(p.hi).reshape(shape), sid)

@@ -19,11 +19,17 @@ def _const_zero(c: OpCall, t: torch.Tensor, p: Prov | None) -> np.ndarray | None
         return None
     if p is not None and p.hi.size and p.hi.min() >= 0:
         return None  # every element traced: no untraced zero (one reduction instead of reading values)
+    key = c.tr.absorbing_key(t, "mul") if p is None else None
+    if c.tr.known_without_absorbing(key):
+        return None  # an untraced weight checked before, unchanged since (its version counter)
     vals = np_values(t)
     z = vals == 0
     if p is not None:
         z &= p.hi < 0
-    return z if z.any() else None
+    if z.any():
+        return z
+    c.tr.note_without_absorbing(key)
+    return None
 
 
 def matmul_prov(c: OpCall, a: torch.Tensor, b_: torch.Tensor, out_shape: tuple[int, ...],

@@ -34,12 +34,16 @@ def _const_mask(c: OpCall, operands: list[Any], shape: tuple[int, ...], kind: st
             p = c.p(x)
             if p is not None and p.hi.size and p.hi.min() >= 0:
                 continue  # every element traced: none is an untraced constant (one reduction, no values)
+            key = c.tr.absorbing_key(x, kind) if p is None else None
+            if c.tr.known_without_absorbing(key):
+                continue  # the same untraced values were checked before (weights, rotary tables)
             vals = np_values(x)
             if kind == "mul":
                 m = vals == 0
             else:
                 m = np.isinf(vals) if vals.dtype.kind in "fc" else np.zeros(vals.shape, bool)
             if not m.any():
+                c.tr.note_without_absorbing(key)
                 continue
             if p is not None:
                 m = m & (p.hi < 0)
