@@ -57,3 +57,21 @@ def test_whole_block_and_strided_reads_agree(trace: Trace) -> None:
     assert np.array_equal(trace.prov(y)[1], whole[1])
     y[:, 0] = 0.0  # strided overwrite of part of it
     assert (trace.prov(y)[1][:, 0] < 0).all() and np.array_equal(trace.prov(y)[1][:, 1:], whole[1][:, 1:])
+
+
+def test_a_new_tensor_at_a_freed_ones_address_does_not_inherit_its_answer(trace: Trace) -> None:
+    a, b = torch.ones(4), torch.ones(4)
+    key = trace.tr.absorbing_key(a, "mul")
+    trace.tr.note_without_absorbing(key)
+    assert trace.tr.known_without_absorbing(key)
+    # the same id, layout and version (what a reused address looks like) but another storage
+    reused = key[:-1] + (b.untyped_storage(),)
+    assert not trace.tr.known_without_absorbing(reused)
+    x = trace.ttokens(4).float()
+    for _ in range(20):  # temporaries of one shape, freed and re-made: a zero is always found
+        w = torch.ones(4)
+        assert (trace.prov(x * w)[1] >= 0).all()
+        del w
+        z = torch.tensor([0.0, 1.0, 1.0, 1.0])
+        assert trace.prov(x * z)[1][0] < 0
+        del z

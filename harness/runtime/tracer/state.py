@@ -64,9 +64,10 @@ class Tracer:
         self.store.on_read = self._state_read
         self.strict = False  # tests: a failing op handler raises instead of widening
         # untraced tensors found to hold no absorbing element (an exact 0 for products, an inf for sums):
-        # key -> True. Only that answer is kept, so a stale or reused key can only skip a refinement
-        # (the union stays wider), never narrow a provenance.
-        self._no_absorbing: dict[tuple[Any, ...], bool] = {}
+        # key -> weak reference to the storage checked. Only that answer is kept, so a stale key can only
+        # skip a refinement (the union stays wider), never narrow a provenance; the weak reference keeps a
+        # new temporary at a freed one's address (same id, version 0) from inheriting its answer.
+        self._no_absorbing: dict[tuple[Any, ...], Any] = {}
 
     # -- re-entrancy ---------------------------------------------------------------------------------
     @property
@@ -120,22 +121,29 @@ class Tracer:
 
     # -- constants ---------------------------------------------------------------------------------
     def absorbing_key(self, t: torch.Tensor, kind: str) -> tuple[Any, ...] | None:
-        """Cache key of an untraced tensor's values: its memory, layout and version counter."""
+        """Cache key of an untraced tensor's values: its storage, layout and version counter (the
+        storage object itself travels last, for the identity check)."""
         try:
-            return (kind, id(t.untyped_storage()), t.data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(),
-                    t.dtype, t._version)
+            st = t.untyped_storage()
+            return (kind, id(st), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype, t._version, st)
         except (RuntimeError, NotImplementedError, TypeError):  # inference tensors keep no version counter
             return None
 
     def known_without_absorbing(self, key: tuple[Any, ...] | None) -> bool:
-        return key is not None and key in self._no_absorbing
+        if key is None:
+            return False
+        ref = self._no_absorbing.get(key[:-1])
+        return ref is not None and ref() is key[-1]
 
     def note_without_absorbing(self, key: tuple[Any, ...] | None) -> None:
         if key is None:
             return
         if len(self._no_absorbing) >= 4096:  # temporaries come and go: bound it, start over
             self._no_absorbing.clear()
-        self._no_absorbing[key] = True
+        try:
+            self._no_absorbing[key[:-1]] = weakref.ref(key[-1])
+        except TypeError:  # a storage without weak references: not cached
+            pass
 
     # -- unions --------------------------------------------------------------------------------------
     def union(self, provs: Iterable[Prov | None], shape: tuple[int, ...], op: str) -> Prov | None:
