@@ -41,6 +41,9 @@ EXPECTED_SET = {
     "legal_gptq_reserve", "illegal_gptq_after_cap", "illegal_bpb_leading_space",
     # issue 12: a byte-model mixture not normalized over the vocabulary (C2)
     "illegal_byte_mixture",
+    # issue 14 (one interval per value): phased TTT on scored documents scattered over the stream, decided by the
+    # score-order replay; and its twin training on an unscored document inside their span
+    "legal_phased_ttt", "illegal_phased_ttt_unscored_doc",
 }
 
 
@@ -57,8 +60,8 @@ def test_folder_is_well_formed(name: str):
     d = SUBS / name
     exp = _expected(name)
     rule_ids = set(load_rules())
-    assert exp["verdict"] in ("PASS", "FAIL")
-    assert exp["exit_code"] == (0 if exp["verdict"] == "PASS" else 1)
+    assert exp["verdict"] in ("PASS", "WARN", "FAIL")
+    assert exp["exit_code"] == (1 if exp["verdict"] == "FAIL" else 0)
     assert set(exp["rules"]) <= rule_ids and set(exp["may_fail"]) <= rule_ids
     assert not set(exp["rules"]) & set(exp["may_fail"])
     assert bool(exp["rules"]) == (exp["verdict"] == "FAIL") == name.startswith("illegal_")

@@ -32,6 +32,7 @@ from harness.rules import rule_order
 from harness.run.judge import Judged, judge_run, load_saved_run
 from harness.run.console import print_run_summary
 from harness.run.options import RunOptions
+from harness.run.replay import replay
 from harness.run.result import BUDGET_REASONS, RunResult
 from harness.run.runner import run_submission
 from harness.verdict.budgets import ClaimedTraining, claimed_training
@@ -45,7 +46,10 @@ def _run(path: str, cfg: Config, opts: RunOptions, claimed: ClaimedTraining | No
          ) -> tuple[RunResult, Judged]:
     result = run_submission(path, cfg, **opts.kwargs())
     print_run_summary(result)
-    return result, judge_run(result, cfg, claimed=claimed)
+    judged = judge_run(result, cfg, claimed=claimed)
+    if opts.trace:  # C1/C3 rows one interval per value left undecided: a score-order replay may decide them
+        judged = replay(path, cfg, opts.kwargs(), result, judged, claimed)
+    return result, judged
 
 
 def fold_probes(report: Report, path: str, cfg: Config, run_opts: RunOptions, probe_opts: ProbeOptions,

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ class Judged(Stage):
     timeline_text: str | None = None
     timeline_svg: str | None = None
     source: str = "verdict"  # "verdict" | "runner" (the run failed: nothing to judge)
+    analysis: Any = field(default=None, repr=False, compare=False)  # the verdict's Analysis (not reported)
 
 
 def failed_run_rules(result: RunResult, cfg: Config) -> list[RuleResult]:
@@ -41,14 +42,16 @@ def failed_run_rules(result: RunResult, cfg: Config) -> list[RuleResult]:
     ]
 
 
-def judge_run(result: RunResult, cfg: Config, claimed: Any = None) -> Judged:
-    """claimed: what the folder's logs state about training (harness.verdict.budgets.claimed_training)."""
+def judge_run(result: RunResult, cfg: Config, claimed: Any = None, replay: Any = None) -> Judged:
+    """claimed: what the folder's logs state about training (harness.verdict.budgets.claimed_training);
+    replay: what a score-order replay decided (harness.verdict.relabel.Replay)."""
     if result.failed:
         return Judged(failed_run_rules(result, cfg), [f"run failed: {result.reason}: {result.message}"],
                       {"run": result.to_dict()}, source="runner")
-    v = verdict_for_run(result.ledger_dir, result, cfg, claimed=claimed)
+    v = verdict_for_run(result.ledger_dir, result, cfg, claimed=claimed, replay=replay)
     j = Judged(sorted(v.results, key=lambda r: rule_order(r.rule_id)), list(v.notes) + list(result.notes),
                {"run": result.to_dict()})  # result.notes: "source rewritten for Python 3.11: ..."
+    j.analysis = v.analysis
     try:
         j.timeline_text = timeline_text(v.analysis)
         j.timeline_svg = str(write_timeline_svg(v.analysis, Path(result.out_dir) / "timeline.svg"))

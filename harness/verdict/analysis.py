@@ -122,6 +122,8 @@ class Analysis:
     # C1 follows), `doubtful` with some (undecided)
     discarded: list[Update] = field(default_factory=list)
     doubtful: list[Update] = field(default_factory=list)
+    # the score-order replay's decisions on rows this run left undecided (harness.verdict.relabel.Replay)
+    replay: Any = None
 
     def part_failed(self, part: str) -> str | None:
         """Why a runtime part (tracer, io_hooks, shim) did not start, or None when it did or is unknown."""
@@ -252,8 +254,16 @@ def analyze(
     pos_bytes: np.ndarray | None,
     tol_loss: float,
     tol_bpb: float,
+    label: np.ndarray | None = None,
 ) -> Analysis:
+    """label: position -> label when the run's positions were relabeled (harness.verdict.relabel): score
+    positions are read back as stream positions, dependences and update ranges stay labels."""
     tables = build_tables(ledger)
+    if label is not None:
+        inv = np.empty(label.size, dtype=np.int64)
+        inv[label] = np.arange(label.size)
+        inside = (tables.pos >= 0) & (tables.pos < label.size)
+        tables.pos = np.where(inside, inv[np.clip(tables.pos, 0, max(label.size - 1, 0))], tables.pos)
     rs = ledger.first("run_start")
     traced = bool(rs.get("traced")) if rs is not None and "traced" in rs else None
     n_val: int | None = int(np.asarray(val_tokens).shape[0]) if val_tokens is not None else None
@@ -267,9 +277,12 @@ def analyze(
     rows = an.pass_rows
     if rows is not None and rows.size:
         _set_aside_unread_state(an, int(tables.order[rows].min()))
-        points = np.unique(tables.pos[rows])
+        at = tables.pos[rows]
+        if label is not None:  # update ranges are labels
+            at = np.where((at >= 0) & (at < label.size), label[np.clip(at, 0, max(label.size - 1, 0))], at)
+        points = np.unique(at)
         cover = earliest_cover(points, tables.updates)
-        an.first_update = cover[np.searchsorted(points, tables.pos[rows])]
+        an.first_update = cover[np.searchsorted(points, at)]
     return an
 
 

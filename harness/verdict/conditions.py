@@ -90,6 +90,11 @@ def check_c1(an: Analysis) -> RuleResult:
     findings: list[Finding] = []
     proven = an.dependence_proven(bad)
     bad, hull_only = bad[proven], bad[~proven]
+    hull_only, replayed, boundary, rproven = _replay_split(an, hull_only, "c1")
+    if replayed.size or boundary.size:
+        findings.append(_replay_finding(an, "C1", replayed, boundary, rows.size))
+    if rproven.size:
+        findings.append(_replay_fail(an, "C1", rproven, rows.size))
     if hull_only.size:
         r0 = int(hull_only[np.argmin(tb.pos[hull_only])])
         e = an.event(int(tb.order[r0]))
@@ -132,18 +137,72 @@ def check_c1(an: Analysis) -> RuleResult:
             [Evidence(where=_where(e), positions=_ints(np.sort(tb.pos[untraced])), events=[int(e.get("seq", 0))],
                       time_s=_t(e))]))
     findings.sort(key=lambda f: f.status is not Status.FAIL)  # the proven violation first
-    if bad.size:
-        status, summary = Status.FAIL, f"{bad.size} scores depend on their target or later tokens; {_pass_desc(an)}"
+    if bad.size or rproven.size:
+        status, summary = Status.FAIL, (f"{bad.size + rproven.size} scores depend on their target or later tokens"
+                                        f"{' (score-order replay)' if rproven.size else ''}; {_pass_desc(an)}")
     elif untraced.size:
         status, summary = Status.INCONCLUSIVE, f"{untraced.size} of {rows.size} scores untraced; {_pass_desc(an)}"
     elif hull_only.size:
         status = Status.INCONCLUSIVE
         summary = (f"{hull_only.size} scores depend on later positions already scored; whether on unscored ones "
                    f"between is undecided; {_pass_desc(an)}")
+    elif boundary.size:
+        status = Status.WARN
+        summary = (f"every score depends only on earlier positions or on positions scored before it, "
+                   f"{boundary.size} through a later document's opening BOS (score-order replay); {_pass_desc(an)}")
     else:
         status = Status.PASS
-        summary = f"every score depends only on earlier positions; {_pass_desc(an)}"
+        summary = "every score depends only on earlier positions" + (
+            f" or on positions scored before it ({replayed.size} decided by the score-order replay)"
+            if replayed.size else "") + f"; {_pass_desc(an)}"
     return RuleResult("C1", "", status, summary + f"; {an.stats.line()}", findings, checker="trace")
+
+
+def _replay_split(an: Analysis, hull_only: np.ndarray, which: str
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(still undecided, cleared, cleared at the document level, proven) rows of `hull_only` by the
+    score-order replay (harness.verdict.relabel); it decides only what this run left undecided."""
+    rp = an.replay
+    if rp is None or not rp.used or not hull_only.size:
+        return hull_only, hull_only[:0], hull_only[:0], hull_only[:0]
+    pos = an.tables.pos[hull_only]
+    proven = np.isin(pos, np.fromiter(getattr(rp, f"{which}_proven"), np.int64))
+    clear = np.isin(pos, np.fromiter(getattr(rp, f"{which}_clear"), np.int64)) & ~proven
+    bound = np.isin(pos, np.fromiter(getattr(rp, f"{which}_boundary"), np.int64)) & ~clear & ~proven
+    return hull_only[~clear & ~bound & ~proven], hull_only[clear], hull_only[bound], hull_only[proven]
+
+
+def _replay_fail(an: Analysis, rule: str, proven: np.ndarray, n_rows: int) -> Finding:
+    """A violation the score-order replay proved through a hull's end (a label the value surely used)."""
+    tb = an.tables
+    pos = np.sort(tb.pos[proven])
+    detail = getattr(an.replay, f"{rule.lower()}_proven")
+    first = detail.get(int(pos[0]), "")
+    r0 = int(proven[np.argmin(tb.pos[proven])])
+    e = an.event(int(tb.order[r0]))
+    what = "a score depends on a later position not scored before it" if rule == "C1" else \
+        "an update used a position before it was scored"
+    return Finding(rule, Status.FAIL,
+                   f"{what} ({proven.size} of {n_rows} positions), shown by a second run with positions relabeled "
+                   f"in the order the pass scored them ({an.replay.why}): {first}.",
+                   [Evidence(where=_where(e), positions=_ints(pos), events=[int(e.get("seq", 0))], time_s=_t(e),
+                             detail="score-order replay")])
+
+
+def _replay_finding(an: Analysis, rule: str, cleared: np.ndarray, boundary: np.ndarray, n_rows: int) -> Finding:
+    """What the score-order replay decided: cleared rows (PASS), document-boundary rows (WARN)."""
+    tb = an.tables
+    what = ("depends on no position at or after it that was not scored before it" if rule == "C1" else
+            "was touched by no update before its score")
+    msg = (f"{cleared.size + boundary.size} of {n_rows} positions that one interval per value left undecided were "
+           f"decided by a second run with positions relabeled in the order the pass scored them ({an.replay.why}): "
+           f"{cleared.size} {what}")
+    if boundary.size:
+        msg += (f"; {boundary.size} only through a document's opening BOS (a separator read as that document's "
+                f"first input) after that document began to be scored, as phased TTT does (accepted)")
+    ev = [Evidence(positions=_ints(np.sort(tb.pos[x])), detail=d)
+          for x, d in ((cleared, "decided by the replay"), (boundary, "document boundary")) if x.size]
+    return Finding(rule, Status.WARN if boundary.size else Status.PASS, msg, ev)
 
 
 def check_c3(an: Analysis) -> RuleResult:
@@ -160,6 +219,11 @@ def check_c3(an: Analysis) -> RuleResult:
     # only inside ranges whose ends were scored first (undecided)
     proven = np.isin(bad, an.updated_before_scored_surely())
     bad, hull_only = bad[proven], bad[~proven]
+    hull_only, replayed, rboundary, rproven = _replay_split(an, hull_only, "c3")
+    if replayed.size or rboundary.size:
+        findings.append(_replay_finding(an, "C3", replayed, rboundary, rows.size))
+    if rproven.size:
+        findings.append(_replay_fail(an, "C3", rproven, rows.size))
     if boundary.size:
         p0 = int(tb.pos[boundary[0]])
         e0 = an.event(int(tb.order[boundary[0]]))
@@ -200,6 +264,10 @@ def check_c3(an: Analysis) -> RuleResult:
         findings.append(Finding("C3", Status.FAIL, msg, evidence))
         status = Status.FAIL
         summary = f"{bad.size} scored positions were updated on before being scored; {_pass_desc(an)}"
+    elif rproven.size:
+        status = Status.FAIL
+        summary = (f"{rproven.size} scored positions were updated on before being scored (score-order replay); "
+                   f"{_pass_desc(an)}")
     else:
         dep = tb.dep[rows]
         untraced = int(((dep < 0) & (tb.pos[rows] >= 1)).sum())
@@ -213,15 +281,18 @@ def check_c3(an: Analysis) -> RuleResult:
             summary = (f"{untraced} scores carry no traced inputs, so updates from the same tokens may be "
                        f"untraced too; {_pass_desc(an)}")
             findings.append(Finding("C3", Status.INCONCLUSIVE, summary))
-        elif boundary.size:
+        elif boundary.size or rboundary.size:
             status = Status.WARN
-            summary = (f"only {boundary.size} document-boundary position(s) were used by another document's update "
-                       f"before their score, which does not depend on it; {_pass_desc(an)}")
+            summary = (f"only {boundary.size + rboundary.size} document-boundary position(s) were used by a "
+                       f"document's update before their score as the previous document's last target; "
+                       f"{_pass_desc(an)}")
         else:
             n_upd = len(tb.updates)
             status = Status.PASS
             summary = ("no state change on validation positions" if n_upd == 0 else
-                       f"no update touched a position before its score ({n_upd} updates on validation)")
+                       f"no update touched a position before its score ({n_upd} updates on validation"
+                       + (f"; {replayed.size} positions decided by the score-order replay" if replayed.size else "")
+                       + ")")
             summary += f"; {_pass_desc(an)}"
     freed = _freed_state(an, rows)
     if freed is not None:

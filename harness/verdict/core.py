@@ -58,6 +58,7 @@ def judge(
     enabled: Iterable[str] | None = None,
     claimed: ClaimedTraining | None = None,
     classes: Any = None,
+    replay: Any = None,
 ) -> Verdict:
     """Rule results for B2-B4, C1-C4, D1-D3 from one run's ledger.
 
@@ -69,6 +70,8 @@ def judge(
     (budgets.claimed_training); with training reads after the script's clock stopped it decides B2.
     classes: the tokenizer's token classes (bpb.token_classes): a printed val_bpb below the recomputation
     names the classes whose byte counts explain it.
+    replay: what a score-order replay of this run decided (harness.verdict.relabel.Replay): it clears C1/C3
+    rows one interval per value left undecided, never more.
     """
     rules = load_rules()
     # a rule's parameters: what `params` gives for it (a strict RuleParams from Config.rule_params, or a plain
@@ -82,6 +85,7 @@ def judge(
     c4p = params.get("C4", RuleParams("C4", {}))
     an = analyze(ledger, printed, val_tokens, pos_bytes,
                  float(c4p["val_loss_abs_tolerance"]), float(c4p["val_bpb_abs_tolerance"]))
+    an.replay = replay
     if scale is None:
         rs = ledger.first("run_start")
         scale = str(rs.get("scale")) if rs is not None and rs.get("scale") else None
@@ -195,7 +199,7 @@ def _load_val_tokens(folders: Sequence[Path]) -> np.ndarray | None:
 
 
 def verdict_for_run(ledger_dir: str | os.PathLike[str], run_result: Any, cfg: Any,
-                    claimed: ClaimedTraining | None = None) -> Verdict:
+                    claimed: ClaimedTraining | None = None, replay: Any = None) -> Verdict:
     """The verdict for a finished run: its ledger folder, the runner's RunResult, the user's Config.
 
     From run_result (attributes or mapping keys, all optional): reported (tag, val_loss, val_bpb),
@@ -269,6 +273,7 @@ def verdict_for_run(ledger_dir: str | os.PathLike[str], run_result: Any, cfg: An
         enabled=(cfg.enabled & set(RULE_IDS)) if cfg is not None else None,
         claimed=claimed,
         classes=classes,
+        replay=replay,
     )
     v.notes[:0] = notes
     v.analysis.notes[:0] = notes

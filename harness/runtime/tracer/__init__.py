@@ -172,16 +172,19 @@ def _install(ctx: Any) -> Any:
     import torch
 
     from harness.runtime.tracer import patches, traced_numpy
-    from harness.runtime.tracer.provenance import Prov
+    from harness.runtime.tracer.provenance import Prov, apply_labels, position_labels
     from harness.runtime.tracer.state import Tracer
     from harness.runtime.tracer.torch_mode import TraceMode
 
     tr = Tracer(ctx)
     _TRACER, _CTX = tr, ctx
+    runs = (getattr(getattr(ctx, "settings", None), "extra", None) or {}).get("relabel")
+    tr.labels = position_labels(runs) if runs else None  # the score-order replay (harness.verdict.relabel)
 
     def tag_validation(arr: Any, lo: int, file: str) -> Any:
         if isinstance(arr, torch.Tensor):
-            pos = np.arange(lo, lo + arr.numel(), dtype=np.int64).astype(np.int32).reshape(tuple(arr.shape))
+            pos = apply_labels(np.arange(lo, lo + arr.numel(), dtype=np.int64), tr.labels)
+            pos = pos.astype(np.int32).reshape(tuple(arr.shape))
             with tr.lock:
                 tr.store.write(tr.store.locate_tensor(arr), Prov(pos, pos.copy(), None))
             return arr

@@ -66,6 +66,34 @@ E_HI = np.int32(-1)
 NO_SID = np.int64(-1)
 
 
+def position_labels(runs: Any) -> np.ndarray:
+    """position -> label from runs [[first position, count], ...] listed in label order (the score-order
+    replay, harness.verdict.relabel); ValueError unless they cover 0..n-1 once."""
+    try:
+        pairs = [(int(a), int(b)) for a, b in runs]
+    except (TypeError, ValueError):
+        raise ValueError("relabel runs must be [start, count] pairs") from None
+    n = sum(b for _, b in pairs)
+    if any(b <= 0 or a < 0 or a + b > n for a, b in pairs):
+        raise ValueError("relabel runs do not cover the stream once")
+    order = (np.concatenate([np.arange(a, a + b, dtype=np.int64) for a, b in pairs]) if pairs
+             else np.zeros(0, np.int64))
+    label = np.full(n, -1, dtype=np.int64)
+    label[order] = np.arange(n, dtype=np.int64)
+    if (label < 0).any():
+        raise ValueError("relabel runs repeat a position")
+    return label
+
+
+def apply_labels(pos: np.ndarray, label: np.ndarray | None) -> np.ndarray:
+    """Positions as labels: inside the relabeled stream its label, beyond it the position itself (labels
+    are 0..n-1, so the map stays one-to-one)."""
+    if label is None or pos.size == 0:
+        return pos
+    inside = (pos >= 0) & (pos < label.size)
+    return np.where(inside, label[np.clip(pos, 0, max(label.size - 1, 0))], pos).astype(pos.dtype)
+
+
 class Prov(NamedTuple):
     """Provenance of one tensor/array: three arrays of its shape (views or fresh, maybe read-only)."""
 

@@ -46,6 +46,7 @@ class Tracer:
         self.tls = threading.local()
         self.epoch = 0  # number of score events so far: "born before the last score" = persistent
         self.vocab = vocab_from(ctx)
+        self.labels: np.ndarray | None = None  # position -> label in the score-order replay (tracer/__init__)
         self.traced_ops = 0
         self.fast_ops = 0
         self.handler_counts: Counter[str] = Counter()  # by handler kind (stats: rule_counts)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from harness.runtime.tracer.ops.common import fit, hull_prov
-from harness.runtime.tracer.provenance import Prov
+from harness.runtime.tracer.provenance import Prov, apply_labels
 from harness.runtime.tracer.traced_numpy import array as traced_array
 from harness.runtime.tracer.traced_numpy.array import (
     TracedArray, _HandlerGuard, _is_view_of, _root, _wrap, active, as_traced,
@@ -119,8 +119,8 @@ def uninstall_patches() -> None:
 def tag_array(tr: Any, arr: np.ndarray, lo: int) -> np.ndarray:
     """Validation tokens: element i (C order) is stream position lo + i."""
     n = arr.size
-    pos = np.arange(lo, lo + n, dtype=np.int64)
-    if n and pos[-1] > np.iinfo(np.int32).max - 1:
+    pos = apply_labels(np.arange(lo, lo + n, dtype=np.int64), getattr(tr, "labels", None))
+    if n and pos.max() > np.iinfo(np.int32).max - 1:
         raise OverflowError("validation positions beyond int32")
     p = Prov(pos.astype(np.int32).reshape(arr.shape), pos.astype(np.int32).reshape(arr.shape), None)
     with tr.lock:
