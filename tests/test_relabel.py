@@ -25,7 +25,7 @@ P1 = [*range(1, 41), *range(81, N)]
 P2 = list(range(41, 81))
 
 
-def _phased(lab=lambda p: p, sgd_tokens=(*range(0, 41), *range(80, N)), nll=NLL) -> LedgerBuilder:
+def _phased(lab=lambda p: p, sgd_tokens=(*range(0, 41), *range(80, N)), nll=NLL, relabeled=None) -> LedgerBuilder:
     """The phased run's ledger; `lab` maps positions to labels (identity: run 1)."""
     b = LedgerBuilder()
     start(b)
@@ -38,7 +38,7 @@ def _phased(lab=lambda p: p, sgd_tokens=(*range(0, 41), *range(80, N)), nll=NLL)
     s += b.score([lab(p) for p in P2], nll[41:81], dep=[max(params, window(40, p)) for p in P2], site="t.py:10")
     b.consume(s, site="t.py:30")
     b.reported("final", *numbers(range(1, N), nll[1:N]))
-    b.stats()
+    b.stats(relabeled=relabeled)
     return b
 
 
@@ -46,12 +46,12 @@ def _judge(b: LedgerBuilder, replay=None):
     return judge(b.ledger(), printed=b.printed(), val_tokens=VT3, pos_bytes=PB, seq_lens=[64], replay=replay)
 
 
-def _replayed(sgd_tokens=(*range(0, 41), *range(80, N)), nll2=NLL):
+def _replayed(sgd_tokens=(*range(0, 41), *range(80, N)), nll2=NLL, relabeled=True):
     v1 = _judge(_phased(sgd_tokens=sgd_tokens))
     an1 = v1.analysis
     runs = score_order_runs(an1, N)
     label = labels_from_runs(runs, N)
-    b2 = _phased(lab=lambda p: int(label[p]), sgd_tokens=sgd_tokens, nll=nll2)
+    b2 = _phased(lab=lambda p: int(label[p]), sgd_tokens=sgd_tokens, nll=nll2, relabeled=relabeled)
     led2 = b2.ledger()
     rp = decide(an1, led2, runs, _phased(sgd_tokens=sgd_tokens).printed(), PB, 1e-6, 1e-6)
     return v1, rp, _judge(_phased(sgd_tokens=sgd_tokens), replay=rp)
@@ -108,5 +108,12 @@ def test_a_replay_that_does_not_reproduce_run_one_decides_nothing():
     nll2[50] += 1e-9  # within the printed tolerance: the pass is found, its scores differ
     _, rp, v = _replayed(nll2=nll2)
     assert not rp.used and "other values" in rp.why
+    assert v.result("C1").status is Status.INCONCLUSIVE
+    assert v.result("C3").status is Status.INCONCLUSIVE
+
+
+def test_a_replay_with_a_process_that_traced_without_the_labels_decides_nothing():
+    _, rp, v = _replayed(relabeled=False)
+    assert not rp.used and "without the relabeling" in rp.why
     assert v.result("C1").status is Status.INCONCLUSIVE
     assert v.result("C3").status is Status.INCONCLUSIVE

@@ -48,7 +48,8 @@ def replay(path: str, cfg: Config, run_kwargs: dict[str, Any], result: RunResult
     runs = score_order_runs(an, int(an.n_val))
     kw = dict(run_kwargs)
     kw["out_dir"] = str(Path(result.out_dir) / "replay")
-    kw["runtime_extra"] = {**(kw.get("runtime_extra") or {}), "relabel": runs}
+    # out of the environment: the script sees the replay spelled exactly as run 1 (runtime_private)
+    kw["runtime_private"] = {**(kw.get("runtime_private") or {}), "relabel": runs}
     kw["val_override"] = np.asarray(an.val_tokens, dtype=np.uint16)  # the very stream run 1 was served
     r2 = run_submission(path, cfg, **kw)
     if r2.failed:

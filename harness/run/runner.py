@@ -37,7 +37,7 @@ from harness.run.scale import SCALES, env_overrides
 from harness.run.serve import TRAIN_GLOB, VAL_GLOB, Served, block_length, serve_data
 from harness.run.witness import Witness
 from harness.run.workdir import Workdir, copy_caps, locate_script, prepare_workdir
-from harness.runtime.context import ENV_VAR, RuntimeSettings
+from harness.runtime.context import ENV_VAR, RuntimeSettings, private_settings_fd
 
 POLL_S = 0.2
 DEFAULT_VAL_TOKENS = 4096 + 1
@@ -170,11 +170,14 @@ def run_submission(
     score_tag: str | None = None,
     runtime_extra: dict[str, Any] | None = None,
     infer_env: bool = True,
+    runtime_private: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run the submission at `path` (a folder with train_gpt.py, or a script) and report how it went.
 
     Raises BadInput for unusable input (missing script, data, interpreter); every way the script
     itself can fail is a RunResult with a reason, never an exception.
+    runtime_private: settings for the runtime that the script must not see (the score-order replay's
+    relabeling); they travel in a private descriptor (private_settings_fd), not in the environment.
     """
     if device not in ("cpu", "cuda"):
         raise BadInput(f"unknown device {device!r} (expected cpu or cuda)")
@@ -209,7 +212,7 @@ def run_submission(
             wd, served, cfg, run_cfg, out, ledger_dir, exe, pyver, device=device, nproc=nproc, scale=scale,
             env=env, timeout=timeout, trace=trace, vocab_for_env=vocab if (scale == "tiny" or vocab_size) else None,
             keep_workdir=keep_workdir, score_tag=score_tag, runtime_extra=runtime_extra, rewrite=rewrite,
-            conf=conf, conf_notes=conf_notes,
+            conf=conf, conf_notes=conf_notes, runtime_private=runtime_private,
         )
     finally:
         if not keep_workdir:
@@ -221,7 +224,7 @@ def _launch(
     exe: str, pyver: str, *, device: str, nproc: int, scale: str, env: dict[str, str] | None,
     timeout: float | None, trace: bool, vocab_for_env: int | None, keep_workdir: bool, score_tag: str | None,
     runtime_extra: dict[str, Any] | None, rewrite: SourceRewrite | None = None, conf: Any = None,
-    conf_notes: list[str] | None = None,
+    conf_notes: list[str] | None = None, runtime_private: dict[str, Any] | None = None,
 ) -> RunResult:
     run_id = f"harness_{uuid.uuid4().hex[:8]}"
     marker = uuid.uuid4().hex
@@ -261,8 +264,11 @@ def _launch(
     # the child's ledger: a socket it inherits (read here, written to ledger_dir by the parent); the child
     # is told neither the ledger folder nor the out folder
     chan_parent, chan_child = channel_pair()
+    # every run has one (empty in most): what it holds is read and closed before the script starts
+    private_fd = private_settings_fd(runtime_private)
     settings = RuntimeSettings(
-        ledger_dir="", ledger_fd=chan_child.fileno(), t0=t0, device=device, bf16_as_fp32=bool(run_cfg.get("bf16_as_fp32", True)),
+        ledger_dir="", ledger_fd=chan_child.fileno(), private_fd=private_fd, t0=t0, device=device,
+        bf16_as_fp32=bool(run_cfg.get("bf16_as_fp32", True)),
         trace=trace, submission_dir=str(wd.work), vocab_size=served.vocab_size, val_glob=VAL_GLOB,
         train_glob=TRAIN_GLOB,
         extra={
@@ -300,9 +306,10 @@ def _launch(
     proc = subprocess.Popen(
         box.argv(cmd), cwd=wd.work, env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, start_new_session=True, preexec_fn=sandbox.make_preexec(box_limits, box.preexec_net),
-        pass_fds=(chan_child.fileno(), *box.pass_fds),
+        pass_fds=(chan_child.fileno(), private_fd, *box.pass_fds),
     )
     box.started(proc.pid)
+    os.close(private_fd)  # the child has its copy
     chan_child.close()  # the child holds its end: the stream ends when every process holding it exits
     assert proc.stdout is not None and proc.stderr is not None
     pumps = {

@@ -60,9 +60,10 @@ def use_own_ledger(ctx: RuntimeContext) -> None:
         pass
 
 
-def _keep_channel_in_subprocesses(fd: int) -> None:
+def _keep_channel_in_subprocesses(*fds: int) -> None:
     """subprocess closes inherited descriptors by default: torchrun's workers and allowed subprocesses
-    must keep the ledger channel (each writes its own stream on it)."""
+    must keep the ledger channel (each writes its own stream on it); torchrun's launcher also keeps the
+    private settings for its workers."""
     import subprocess
 
     orig = subprocess.Popen.__init__
@@ -71,11 +72,26 @@ def _keep_channel_in_subprocesses(fd: int) -> None:
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         if kwargs.get("close_fds", True):
-            kwargs["pass_fds"] = tuple(sorted({*kwargs.get("pass_fds", ()), fd}))
+            kwargs["pass_fds"] = tuple(sorted({*kwargs.get("pass_fds", ()), *fds}))
         orig(self, *args, **kwargs)
 
     __init__._harness_channel = True  # type: ignore[attr-defined]
     subprocess.Popen.__init__ = __init__  # type: ignore[method-assign]
+
+
+def _private_settings(settings: RuntimeSettings, descendant: bool) -> None:
+    """Move the parent's private settings into `extra` and close their descriptor, before any of the
+    script's code runs (so the script finds neither the descriptor nor anything in its environment).
+    A descendant gets none: its owner closed the descriptor, and the number may name another file now."""
+    fd = settings.private_fd
+    if fd is None or descendant:
+        return
+    fd = int(fd)
+    settings.extra.update(context.read_private_settings(fd))
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _install_optional(module: str, ctx: RuntimeContext) -> str:
@@ -109,12 +125,14 @@ def main() -> RuntimeContext | None:
     settings = RuntimeSettings.from_env()
     if settings is None:
         return None
-    if settings.ledger_fd is not None:
-        _keep_channel_in_subprocesses(int(settings.ledger_fd))
-    if is_torchrun_launcher(settings):
-        return None
-    _started = True
+    launcher = is_torchrun_launcher(settings)
     descendant = bool(os.environ.get(OWNER_ENV))
+    keep = [settings.ledger_fd] + ([settings.private_fd] if launcher else [])
+    _keep_channel_in_subprocesses(*(int(fd) for fd in keep if fd is not None))
+    if launcher:
+        return None
+    _private_settings(settings, descendant)
+    _started = True
     ctx = context.init(settings)
     if descendant:
         use_own_ledger(ctx)

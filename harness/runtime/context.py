@@ -34,6 +34,8 @@ class RuntimeSettings:
     submission_dir: str = ""  # the run's working copy of the submission folder
     vocab_size: int | None = None
     ledger_fd: int | None = None  # the parent's ledger channel (harness.ledger.ChannelWriter)
+    # settings the script must not see (private_settings_fd): read into `extra` and closed by bootstrap
+    private_fd: int | None = None
     val_glob: str = "fineweb_val_*.bin"
     train_glob: str = "fineweb_train_*.bin"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -49,6 +51,38 @@ class RuntimeSettings:
 
     def to_env(self) -> str:
         return json.dumps(self.__dict__)
+
+
+def private_settings_fd(payload: dict[str, Any] | None) -> int:
+    """(parent) An unlinked in-memory file holding `payload` as JSON, for the child to inherit.
+
+    Every run gets one, empty or not, at the same place in the settings, so the environment of a run
+    with private settings (the score-order replay) is spelled exactly like any other run's; the
+    child's bootstrap reads and closes it before the script's first line."""
+    data = json.dumps(payload or {}).encode()
+    try:
+        fd = os.memfd_create("harness-settings", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):  # no memfd: an unlinked temporary file does the same
+        import tempfile
+
+        with tempfile.TemporaryFile() as f:
+            fd = os.dup(f.fileno())
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def read_private_settings(fd: int) -> dict[str, Any]:
+    """(child) What the parent put in the private descriptor; {} when it is gone or unreadable."""
+    try:
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, size, 0) if size else b""
+        payload = json.loads(data) if data else {}
+    except (OSError, ValueError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 class RuntimeContext:

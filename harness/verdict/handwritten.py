@@ -70,8 +70,10 @@ class LedgerBuilder:
         return self.ev("reported", rank, site, tag=tag, val_loss=val_loss, val_bpb=val_bpb, line=self._printed.line)
 
     def stats(self, unruled: dict[str, int] | None = None, escapes: int = 0, traced_ops: int = 100,
-              rank: int = 0, coarse: dict[str, int] | None = None) -> dict:
+              rank: int = 0, coarse: dict[str, int] | None = None, relabeled: bool | None = None) -> dict:
         extra = {} if coarse is None else {"coarse": dict(coarse)}
+        if relabeled is not None:
+            extra["relabeled"] = relabeled
         return self.ev("stats", rank, unruled_ops=unruled or {}, escapes=escapes, traced_ops=traced_ops, **extra)
 
     def run_end(self, rc: int = 0, reason: str = "exit", rank: int = 0) -> dict:

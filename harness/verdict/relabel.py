@@ -218,6 +218,11 @@ def decide(an1: Analysis, ledger2: Ledger, runs: Any, printed2: Printed | None, 
     if printed2 is None or p1 is None or (printed2.tag, printed2.val_loss, printed2.val_bpb) != (
             p1.tag, p1.val_loss, p1.val_bpb):
         return Replay(False, "the replay did not print run 1's score", wall_s=wall_s)
+    stats = ledger2.of("stats")
+    if not stats or not all(ev.get("relabeled") is True for ev in stats):
+        # a process traced without the labels (a descendant started by exec gets no private settings) mixes
+        # positions with labels: nothing it shows can be read in scoring order
+        return Replay(False, "a process of the replay traced without the relabeling", wall_s=wall_s)
     an2 = analyze(ledger2, printed2, an1.val_tokens, pos_bytes, tol_loss, tol_bpb, label=label)
     why = reproduced(an1, an2)
     if why is not None:

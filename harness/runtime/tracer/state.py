@@ -376,6 +376,7 @@ class Tracer:
             "imprecise_targets": int(self.imprecise_targets),
             "events": dict(self.emitter.counts),
             "scores": int(self.book.n),
+            "relabeled": self.labels is not None,  # the score-order replay's labels were in force
         }
 
     def emit_stats(self, final: bool = False) -> None:
