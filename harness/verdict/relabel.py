@@ -8,10 +8,11 @@ the tracer sound: a hull in label space still holds every label a value depends 
 the order they were scored makes each scoring event one block of labels, the documents scored before a
 state change one prefix, and a hull then shows that nothing scored later was used.
 
-What the replay may do: clear rows run 1 left undecided (hull only). It never fails or passes a rule on its
-own, and it counts only when it reproduced run 1: the same reported pass (every position, every score
-bit for bit) and the same numbers of traced ops, escapes, scores and updates. A script that behaved
-differently in the replay would break that agreement and leave the rows undecided.
+What the replay may do: decide rows run 1 left undecided (hull only), either clearing them or proving a
+violation through a hull's end (a label the value surely used); rows run 1 decided stay as they were. It
+counts only when it reproduced run 1: the same reported pass (every position, every score bit for bit),
+the same numbers of traced ops, escapes, scores and updates, and every process traced with the labels. A
+script that behaved differently in the replay would break that agreement and leave the rows undecided.
 
 A document's opening BOS is a separator both runs read as that document's first input; positions that
 depend on it only after that document began to be scored are cleared as a document boundary (WARN, with
