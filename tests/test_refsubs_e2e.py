@@ -12,8 +12,8 @@ from harness.check.logs import find_logs, parse_log
 from harness.config import load_config
 from harness.results import Status
 from harness.run import run_submission
-from harness.run.judge import judge_run
-from harness.run.replay import replay
+from harness.run.judge import judge_run, load_saved_run
+from harness.run.replay import rejudge_saved, replay
 from harness.verdict.budgets import claimed_training
 
 from conftest import ROOT
@@ -46,6 +46,10 @@ def test_intended_verdict_through_the_harness(folder: Path, tmp_path: Path):
     judged = replay(folder, cfg, {"out_dir": tmp_path / "out", "env": exp.get("env") or None,
                                   "score_tag": exp.get("tag")}, result, judged, claimed)
     by = {r.rule_id: r for r in judged.rules}
+    # `harness verdict` on the saved folder decides C1/C3 the same, from the saved replay (nothing re-run)
+    saved = load_saved_run(tmp_path / "out")
+    again = {r.rule_id: r.status for r in rejudge_saved(cfg, saved, judge_run(saved, cfg, claimed=claimed)).rules}
+    assert {rid: again[rid] for rid in ("C1", "C3")} == {rid: by[rid].status for rid in ("C1", "C3")}
     for rid, words in (exp.get("says") or {}).items():
         assert words in by[rid].summary, (rid, words, by[rid].summary)
     for rid in exp["rules"]:

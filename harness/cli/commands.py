@@ -32,7 +32,7 @@ from harness.rules import rule_order
 from harness.run.judge import Judged, judge_run, load_saved_run
 from harness.run.console import print_run_summary
 from harness.run.options import RunOptions
-from harness.run.replay import replay
+from harness.run.replay import rejudge_saved, replay
 from harness.run.result import BUDGET_REASONS, RunResult
 from harness.run.runner import run_submission
 from harness.verdict.budgets import ClaimedTraining, claimed_training
@@ -158,7 +158,8 @@ def run(o: Options, cfg: Config) -> int:
 def verdict(o: Options, cfg: Config) -> int:
     result = load_saved_run(o.path)
     print_run_summary(result)
-    return _judged_report(o, "verdict", result, judge_run(result, cfg), cfg)
+    judged = rejudge_saved(cfg, result, judge_run(result, cfg))  # a saved score-order replay beside it
+    return _judged_report(o, "verdict", result, judged, cfg)
 
 
 def probe(o: Options, cfg: Config) -> int:
