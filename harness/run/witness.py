@@ -52,6 +52,7 @@ class Witness(threading.Thread):
         self.note = ""
         self._fd = -1
         self._halt = threading.Event()
+        self._quiet = 0.0  # harness clock when the event queue was last seen empty
         try:
             lib = _libc()
             fd = lib.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
@@ -78,6 +79,9 @@ class Witness(threading.Thread):
         if self.active:
             super().start()
 
+    def _clock(self) -> float:
+        return round(time.time() - self.t0, 6)
+
     def run(self) -> None:
         while not self._halt.is_set():
             try:
@@ -86,18 +90,23 @@ class Witness(threading.Thread):
                 return
             if ready:
                 self._drain()
+            else:
+                self._quiet = self._clock()
 
     def _drain(self) -> None:
         while True:
             try:
                 buf = os.read(self._fd, 65536)
             except BlockingIOError:
+                self._quiet = self._clock()
                 return
             except OSError:
                 return
             if not buf:
                 return
-            now = round(time.time() - self.t0, 6)
+            # inotify events carry no time: each open happened after the queue was last seen empty and
+            # before this read; under load the thread wakes late, so both ends are kept
+            now, since = self._clock(), self._quiet
             i = 0
             while i + _EVENT.size <= len(buf):
                 wd, mask, _cookie, n = _EVENT.unpack_from(buf, i)
@@ -105,7 +114,7 @@ class Witness(threading.Thread):
                 if mask & IN_OPEN:
                     self.n_opens += 1
                     if len(self.opens) < MAX_OPENS:
-                        self.opens.append({"t": now, "file": self.files.get(wd, "?")})
+                        self.opens.append({"t": now, "t_lo": since, "file": self.files.get(wd, "?")})
                 if mask & IN_ACCESS:
                     self.accesses += 1
 

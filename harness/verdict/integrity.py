@@ -24,11 +24,14 @@ from harness.results import Evidence, Finding, RuleResult, Status
 TRACE_RULES = ("C1", "C3", "C4")
 WITNESS_RULES = ("C1", "C3", "D1")
 # an open is a hooked read's own when a `read` event of that file follows it within OPEN_BEFORE_READ_S (the
-# read event is written once the tokens are read and tagged) or precedes it by at most OPEN_AFTER_READ_S (the
-# parent times an open when its watcher thread wakes). A read around the hooks next to a hooked read of the
-# same file is not told apart: a stated limit of the witness.
+# read event is written once the tokens are read and tagged) or precedes it by at most OPEN_AFTER_READ_S. The
+# parent knows an open only between `t_lo` (its watcher last saw no event waiting) and `t` (the watcher woke
+# and read it): a loaded machine wakes the watcher late, so the whole interval is matched, its width capped
+# at OPEN_LATENCY_MAX_S. A read around the hooks next to a hooked read of the same file is not told apart:
+# a stated limit of the witness.
 OPEN_BEFORE_READ_S = 2.0
 OPEN_AFTER_READ_S = 0.5
+OPEN_LATENCY_MAX_S = 5.0
 
 
 @dataclass
@@ -114,7 +117,9 @@ def _witness(ledger: Ledger, out: Integrity) -> None:
 
 def _matched(op: dict[str, Any], reads: dict[str, list[float]]) -> bool:
     t = float(op.get("t", 0.0))
-    return any(t - OPEN_AFTER_READ_S <= r <= t + OPEN_BEFORE_READ_S for r in reads.get(str(op.get("file")), ()))
+    lo = float(op.get("t_lo", t))  # runs from before t_lo was kept: the wake-up time alone
+    lo = min(t, max(lo, t - OPEN_LATENCY_MAX_S))
+    return any(lo - OPEN_AFTER_READ_S <= r <= t + OPEN_BEFORE_READ_S for r in reads.get(str(op.get("file")), ()))
 
 
 def apply(results: list[RuleResult], integ: Integrity) -> list[RuleResult]:
