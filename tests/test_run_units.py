@@ -482,3 +482,20 @@ def test_served_data_also_under_the_names_the_script_writes_out(tmp_path: Path) 
     assert (root / "tokenizers" / "fineweb_10240_casefold_bpe.model").read_bytes() == b"sp"
     # a name for another vocabulary is not this data: not served under it
     assert not (root / "datasets" / "fineweb10B_sp1024").exists()
+
+
+def test_a_shard_whose_header_is_known_is_not_opened_again(tmp_path: Path) -> None:
+    # the OS witness sees every open of the served validation file: the hook placing a later file of the
+    # folder (a byte sidecar) must not open an earlier shard it already read, beside no recorded read
+    write_shard(tmp_path / "fineweb_val_000000.bin", np.arange(30) % 60000)
+    write_shard(tmp_path / "fineweb_val_bytes_000000.bin", np.arange(30) % 7)
+    opened: list[str] = []
+
+    def spy(path, *a, **k):
+        opened.append(os.path.basename(path))
+        return open(path, *a, **k)
+
+    c = Classifier("fineweb_train_*.bin", "fineweb_val_*.bin", real_open=spy)
+    assert c.val_span(str(tmp_path / "fineweb_val_000000.bin"), 1024, 1084) == (0, 30)
+    assert c.val_span(str(tmp_path / "fineweb_val_bytes_000000.bin"), 1024, 1084) == (30, 60)
+    assert opened == ["fineweb_val_000000.bin", "fineweb_val_bytes_000000.bin"], opened

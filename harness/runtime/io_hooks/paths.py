@@ -142,7 +142,10 @@ class Classifier:
             op = os.path.join(folder, other)
             if op == ap:
                 break
-            on = self._header(op)
+            # a header already read is not opened again: the OS witness would see the hook's own open
+            # beside no recorded read of that file
+            known = self._shards.get(op)
+            on = known.ntokens if known is not None else (None if op in self._shards else self._header(op))
             if on is not None:
                 offset += on
         info = ShardInfo(ntokens=n, offset=offset)
