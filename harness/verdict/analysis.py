@@ -12,6 +12,7 @@ import numpy as np
 from harness.data.shards import BOS_ID
 from harness.ledger import Ledger
 from harness.verdict.passes import PassSearch, Printed, find_reported_pass
+from harness.runtime.tracer.provenance import apply_labels
 from harness.verdict.trace import TraceTables, Update, build_tables
 
 
@@ -262,8 +263,7 @@ def analyze(
     if label is not None:
         inv = np.empty(label.size, dtype=np.int64)
         inv[label] = np.arange(label.size)
-        inside = (tables.pos >= 0) & (tables.pos < label.size)
-        tables.pos = np.where(inside, inv[np.clip(tables.pos, 0, max(label.size - 1, 0))], tables.pos)
+        tables.pos = apply_labels(tables.pos, inv)
     rs = ledger.first("run_start")
     traced = bool(rs.get("traced")) if rs is not None and "traced" in rs else None
     n_val: int | None = int(np.asarray(val_tokens).shape[0]) if val_tokens is not None else None
@@ -277,9 +277,7 @@ def analyze(
     rows = an.pass_rows
     if rows is not None and rows.size:
         _set_aside_unread_state(an, int(tables.order[rows].min()))
-        at = tables.pos[rows]
-        if label is not None:  # update ranges are labels
-            at = np.where((at >= 0) & (at < label.size), label[np.clip(at, 0, max(label.size - 1, 0))], at)
+        at = apply_labels(tables.pos[rows], label)  # update ranges are labels
         points = np.unique(at)
         cover = earliest_cover(points, tables.updates)
         an.first_update = cover[np.searchsorted(points, at)]
