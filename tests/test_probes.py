@@ -256,11 +256,22 @@ def test_reported_scores_trust_only_a_ledger_that_reproduces_the_print(tmp_path)
     b.consume(sids)
     mean = float(np.mean(nll))
     b.write(tmp_path / "ok")
-    scores, note = reported_scores(tmp_path / "ok", ("final_exact", mean, 1.0, ""), toks, None)
+    scores, orders, note = reported_scores(tmp_path / "ok", ("final_exact", mean, 1.0, ""), toks, None)
     assert scores == {p: pytest.approx(1.0 + 0.01 * p) for p in range(1, 65)} and "reported pass" in note
+    assert orders == {p: 0 for p in range(1, 65)}  # one scoring event
     # a printed number the ledger does not reproduce: not trusted
-    scores, note = reported_scores(tmp_path / "ok", ("final_exact", mean + 0.5, 1.0, ""), toks, None)
-    assert scores is None and "do not reproduce" in note
+    scores, orders, note = reported_scores(tmp_path / "ok", ("final_exact", mean + 0.5, 1.0, ""), toks, None)
+    assert scores is None and orders is None and "do not reproduce" in note
+    # scored in two events, the second half first: ranks follow the events, not the positions
+    b3 = LedgerBuilder()
+    b3.run_start()
+    b3.read(0, 65)
+    late = b3.score(range(33, 65), nll=nll[32:])
+    early = b3.score(range(1, 33), nll=nll[:32])
+    b3.consume(late + early)
+    b3.write(tmp_path / "two")
+    scores, orders, note = reported_scores(tmp_path / "two", ("final_exact", mean, 1.0, ""), toks, None)
+    assert orders == {p: (0 if p >= 33 else 1) for p in range(1, 65)}, note
     # a min over two passes: the selected values are what the print used
     b2 = LedgerBuilder()
     b2.run_start()
@@ -269,6 +280,88 @@ def test_reported_scores_trust_only_a_ledger_that_reproduces_the_print(tmp_path)
     s2 = b2.score(range(1, 65), nll=[1.0 if p % 2 else 3.0 for p in range(1, 65)])
     b2.consume(s1 + s2)
     b2.write(tmp_path / "min")
-    scores, note = reported_scores(tmp_path / "min", ("final_exact", 1.5, 1.0, ""), toks, None)
+    scores, orders, note = reported_scores(tmp_path / "min", ("final_exact", 1.5, 1.0, ""), toks, None)
     assert note.startswith("reported: the min") and scores[1] == 1.0 and scores[2] == 2.0
-    assert reported_scores(tmp_path / "none", ("t", 1.0, 1.0, ""), toks, None) == (None, "no ledger")
+    assert set(orders.values()) == {0}  # the first score of each position came in the first pass
+    assert reported_scores(tmp_path / "none", ("t", 1.0, 1.0, ""), toks, None) == (None, None, "no ledger")
+
+
+def _val_docs(seed: int = 0) -> np.ndarray:
+    """Text-like tokens in documents of 4..29 tokens, each opening with BOS."""
+    rng = np.random.default_rng(seed)
+    nxt = rng.integers(4, V, size=(V, 3))
+    out: list[int] = []
+    while len(out) < 3000:
+        out.append(1)
+        for _ in range(int(rng.integers(3, 29))):
+            prev = out[-1]
+            out.append(int(nxt[prev, rng.integers(0, 3)]) if rng.random() < 0.8 else int(rng.integers(4, V)))
+    return np.asarray(out, dtype=np.uint16)
+
+
+def test_c1_probe_judges_the_future_in_score_order_for_phased_scoring():
+    from harness.probes.standins import phased_cache
+
+    def c1(fn):
+        outs, _ = run_session(ModelExecutor(fn), _val_docs(0), V, BLOCK, _params(), seed=0)
+        return next(o for o in outs if o.probe == "c1")
+
+    # phased TTT legally trains on a later-in-stream document scored in an earlier phase: stream-order
+    # "future" would call that a leak (the 04-19 false illegal); positions scored after a changed token
+    # are not compared, and the rest stay identical
+    legal = c1(phased_cache(V))
+    assert legal.status is Status.PASS, legal.message
+    later = sum(c["scored_after_a_changed_token"] for c in legal.numbers["comparisons"])
+    assert later > 0 and f"{later} position(s)" in legal.message
+    assert all(c["compared"] > 0 for c in legal.numbers["comparisons"])
+    # the same schedule, training on the next phase before scoring it: caught on the compared positions
+    leak = c1(phased_cache(V, peek_next_phase=True))
+    assert leak.status is Status.FAIL, leak.message
+    assert leak.evidence and leak.evidence[0].positions
+
+
+def _run(name, scores, orders):
+    return VariantRun(name, "c1", 8, ok=True, reason="ok", val_loss=1.0, scores=scores, orders=orders)
+
+
+def test_c1_probe_needs_the_same_score_order_in_both_runs_and_compares_a_batch_whole():
+    from harness.probes.c1_future import C1Plan, analyze_c1
+
+    plan = C1Plan(sites=[4], names={4: "c1_after4"}, replay="replay", changed={4: np.arange(5, 9)})
+    base_s = {p: 1.0 for p in range(1, 9)}
+    moved = {**base_s, 2: 1.5}  # a score at or before the change point moved
+    one_event = {p: 0 for p in range(1, 9)}
+    stream = {p: p - 1 for p in range(1, 9)}
+    params = {"c1_abs_tolerance": 0.0}
+    # scored in one event (a batch), or in stream order: position 2 was scored before any changed token
+    for orders in (one_event, stream, None):
+        out = analyze_c1(plan, _run("base", base_s, orders),
+                         {"c1_after4": _run("c1_after4", moved, orders), "replay": _run("replay", base_s, orders)},
+                         params)
+        assert out.status is Status.FAIL and out.evidence[0].positions == [2], (orders, out.message)
+    # positions 5..8 scored first (a phase), then 1..4: the move at 2 is a legal adaptation, not compared
+    phased = {p: (0 if p >= 5 else 1) for p in range(1, 9)}
+    out = analyze_c1(plan, _run("base", base_s, phased),
+                     {"c1_after4": _run("c1_after4", moved, phased), "replay": _run("replay", base_s, phased)},
+                     params)
+    assert out.status is Status.INCONCLUSIVE and "scored after a changed token" in out.message
+    # the perturbed run scored in another order (its schedule read the changed tokens): not comparable
+    out = analyze_c1(plan, _run("base", base_s, stream),
+                     {"c1_after4": _run("c1_after4", base_s, one_event), "replay": _run("replay", base_s, stream)},
+                     params)
+    assert out.status is Status.INCONCLUSIVE and "another order" in out.message
+
+
+def test_c2_substitutions_count_a_moved_score_only_if_it_was_scored_before_the_site():
+    from harness.probes.standins import phased_cache
+
+    def outcomes(fn, seed):
+        outs, _ = run_session(ModelExecutor(fn), _val_docs(seed), V, BLOCK, _params(c2_candidates=8), seed=seed)
+        return {o.probe: o for o in outs}
+
+    # the last document is scored in an early phase and trained on: positions scored after it move, legally
+    legal = outcomes(phased_cache(V), 3)
+    assert "c2-shift" not in legal and legal["c2"].numbers["scored_after_site"] > 0
+    # training on the next phase before scoring it: a substitution at the site moves a score made before it
+    leak = outcomes(phased_cache(V, peek_next_phase=True), 2)
+    assert leak["c2-shift"].status is Status.FAIL, leak["c2-shift"].message

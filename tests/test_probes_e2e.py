@@ -75,6 +75,19 @@ def test_legal_reference_probes_agree_with_the_trace(tmp_path):
     assert not any(r.status is Status.FAIL for r in merged) and not notes
 
 
+def test_phased_ttt_reference_c1_probe_judges_the_future_in_score_order(tmp_path):
+    # phased TTT scores documents out of stream order: the perturbed tokens after t include documents
+    # scored (and trained on) before some earlier-in-stream ones; in stream order that was a false C1 FAIL
+    cfg = _cfg()
+    rows, section = probe_rule_results(SUBS / "legal_phased_ttt", cfg, {"trace": True, "out_dir": str(tmp_path)},
+                                       which=("c1",))
+    c1row = _rows(rows)["C1"]
+    assert c1row.status is Status.PASS, c1row.summary
+    c1 = next(o for o in section["outcomes"] if o["probe"] == "c1")
+    comps = c1["numbers"]["comparisons"]
+    assert comps and all(c["compared"] > 0 and c["scored_after_a_changed_token"] > 0 for c in comps)
+
+
 def test_illegal_target_hash_fails_c2_from_a_few_candidates(tmp_path):
     cfg = _cfg(c2_candidates=16)
     rows, section = probe_rule_results(SUBS / "illegal_target_hash", cfg, {"trace": True, "out_dir": str(tmp_path)},

@@ -7,8 +7,16 @@ of a position p <= t was computed from the artifact, tokens < p, and updates tha
 before p's chunk, all of which lie before t or are shared by both streams; the perturbed tokens (> t)
 enter the model only after p was scored. Earlier, discarded passes (a TTT epoch's training loss) may
 legitimately differ and are not compared; a score that the printed number uses and that moved is a
-dependence on the future, whatever the trace says. Streams keep their length, so chunk and window
-layouts are identical.
+dependence on the future, whatever the trace says. Streams keep their length and every BOS, so chunk,
+window and document layouts are identical.
+
+"Future" is taken in scoring order, not stream order: a position is compared only if the base run scored
+it no later than the first changed token was scored (same event included: a batch scored at once may not
+see its own later tokens). Phased or document-batched TTT scores documents out of stream order and
+legitimately trains on a later-in-stream document before scoring an earlier one; such positions are not
+compared, and their count is reported. That reading needs both runs to have scored positions in the same
+order; a perturbed run that did not is unusable for the probe (INCONCLUSIVE, never PASS). For runs in
+stream order every position <= t is compared, as before.
 
 A replay of the unchanged stream guards against nondeterminism: if it does not reproduce the base
 run's scores, differences cannot be attributed to the perturbation and the probe is INCONCLUSIVE
@@ -17,7 +25,7 @@ run's scores, differences cannot be attributed to the perturbation and the probe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +42,7 @@ class C1Plan:
     sites: list[int]  # perturb after each
     names: dict[int, str]
     replay: str
+    changed: dict[int, np.ndarray] = field(default_factory=dict)  # site -> stream positions whose token changed
 
 
 def c1_sites(length: int, block: int, n: int) -> list[int]:
@@ -63,15 +72,34 @@ def plan_c1(base: np.ndarray, block: int, n: int, rng: np.random.Generator,
     for t in sites:
         name = f"c1_after{t}"
         plan.names[t] = name
-        variants.append(Variant(name, perturb_after(base, t, rng, ids), "c1"))
+        tokens = perturb_after(base, t, rng, ids)
+        plan.changed[t] = np.flatnonzero(tokens != base)
+        variants.append(Variant(name, tokens, "c1"))
     return plan, variants
+
+
+def scored_by_then(t: int, changed: np.ndarray | None, orders: dict[int, int] | None
+                   ) -> tuple[set[int] | None, int]:
+    """Positions <= t the run scored no later than the first changed token was scored (None: every one, the
+    run scored all at once), and how many positions <= t it scored only after that (not compared).
+    changed None: every position after t."""
+    if orders is None:
+        return None, 0
+    later_ranks = (orders[j] for j in (orders if changed is None else changed.tolist()) if j > t and j in orders)
+    m = min(later_ranks, default=None)
+    if m is None:  # no changed token was ever scored: nothing scored before one
+        return None, 0
+    keep = {q for q, r in orders.items() if q <= t and r <= m}
+    later = sum(1 for q, r in orders.items() if q <= t and r > m)
+    return keep, later
 
 
 def analyze_c1(plan: C1Plan, base: VariantRun, runs: dict[str, VariantRun], params: dict[str, Any]) -> ProbeOutcome:
     atol = float(params["c1_abs_tolerance"])
     numbers: dict[str, Any] = {"sites": plan.sites, "abs_tolerance": atol}
+    how = "bitwise" if atol == 0 else f"|diff| <= {atol:g}"
     power = (f"{len(plan.sites)} perturbation(s) (after positions {', '.join(map(str, plan.sites))}), every score of "
-             f"the reported pass at positions <= t compared ({'bitwise' if atol == 0 else f'|diff| <= {atol:g}'}); "
+             f"the reported pass at positions <= t scored no later than the first changed token compared ({how}); "
              "a replay of the unchanged stream checks determinism")
     if not base.ok:
         return ProbeOutcome("c1", "C1", Status.INCONCLUSIVE, f"the base run failed ({base.reason}).", power,
@@ -97,15 +125,29 @@ def analyze_c1(plan: C1Plan, base: VariantRun, runs: dict[str, VariantRun], para
     tol = max(atol, 10.0 * noise)
     comps: list[tuple[int, PrefixComparison]] = []
     unusable: list[str] = []
+    scored_later: dict[int, int] = {}
     for t in plan.sites:
         r = runs.get(plan.names[t])
         if r is None or not r.ok or r.scores is None:
             unusable.append(f"after {t}: " + ("not run" if r is None else (r.reason if not r.ok else r.score_note)))
             continue
-        comps.append((t, compare_prefix(base.scores, r.scores, t, tol)))
+        if base.orders is not None and r.orders is not None and r.orders != base.orders:
+            unusable.append(f"after {t}: the perturbed run scored positions in another order than the base run")
+            continue
+        keep, scored_later[t] = scored_by_then(t, plan.changed.get(t), base.orders)
+        c = compare_prefix(base.scores, r.scores, t, tol, keep)
+        if c.compared == 0 and not c.missing:
+            unusable.append(f"after {t}: every position <= {t} was scored after a changed token was")
+            continue
+        comps.append((t, c))
     numbers["comparisons"] = [{"after": t, "compared": c.compared, "changed": len(c.changed),
                                "first_changed": c.changed[:10], "max_abs_diff": c.max_abs_diff,
-                               "missing": len(c.missing)} for t, c in comps]
+                               "missing": len(c.missing), "scored_after_a_changed_token": scored_later.get(t, 0)}
+                              for t, c in comps]
+    later_note = ""
+    if any(scored_later.values()):
+        later_note = (f"{sum(scored_later[t] for t, _ in comps)} position(s) at or before a change point were "
+                      "scored after a changed token was (out of stream order) and were not compared")
     if unusable:
         numbers["unusable"] = unusable
     bad = [(t, c) for t, c in comps if c.changed]
@@ -123,10 +165,11 @@ def analyze_c1(plan: C1Plan, base: VariantRun, runs: dict[str, VariantRun], para
             status = Status.INCONCLUSIVE
             msg = (f"scores at or before {t} moved by up to {c.max_abs_diff:.2e} when later tokens changed, but "
                    f"the replay itself moves by {noise:.2e}: nondeterminism, not attributable.")
+        msg += f" ({later_note}.)" if later_note else ""
         return ProbeOutcome("c1", "C1", status, msg, power, ev, numbers, tracer_free=False)
     if not comps:
         return ProbeOutcome("c1", "C1", Status.INCONCLUSIVE,
-                            "no perturbed run gave trusted per-position scores: " + "; ".join(unusable[:3]) + ".",
+                            "no perturbed run could be compared with the base run: " + "; ".join(unusable[:3]) + ".",
                             power, numbers=numbers, tracer_free=False)
     if noise > atol:
         return ProbeOutcome("c1", "C1", Status.INCONCLUSIVE,
@@ -142,5 +185,6 @@ def analyze_c1(plan: C1Plan, base: VariantRun, runs: dict[str, VariantRun], para
     total = sum(c.compared for _, c in comps)
     return ProbeOutcome("c1", "C1", Status.PASS,
                         f"after changing every later token, all {total} compared scores at or before the change "
-                        f"point stayed {'bitwise identical' if atol == 0 else 'within tolerance'} ({replay_note}).",
+                        f"point stayed {'bitwise identical' if atol == 0 else 'within tolerance'} ({replay_note})"
+                        f"{'; ' + later_note if later_note else ''}.",
                         power, numbers=numbers, tracer_free=False)

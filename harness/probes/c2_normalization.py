@@ -80,6 +80,8 @@ class _Measured:
     source: str
     disagreements: list[tuple[int, float, float]]  # candidate, ledger score, tracer-free score
     moved: list[tuple[int, list[int], float]]  # candidate, positions != site whose score moved, largest move
+    reordered: int = 0  # candidates whose run scored positions in another order (not compared for moves)
+    scored_after_site: int = 0  # positions scored after the site (out of stream order): not compared for moves
 
 
 def _exact(r: VariantRun) -> bool:
@@ -95,7 +97,9 @@ def _measure(plan: C2Plan, base: VariantRun, runs: dict[str, VariantRun]) -> _Me
     Ledger scores are used when every run's ledger adds up exactly to what it printed; then a
     difference between (ledger score at t) and (difference of printed totals) can only come from
     other positions' scores, which are compared directly: a position before t that moved when only
-    x_t changed is a C1 observation. Otherwise the tracer-free difference of printed totals, anchored
+    x_t changed is a C1 observation, when it was scored no later than the site (phased TTT scores the
+    last document early and legitimately trains on it before scoring earlier-in-stream ones) and both
+    runs scored positions in the same order. Otherwise the tracer-free difference of printed totals, anchored
     on the base run's score at t, is used (valid when nothing but position t changed)."""
     t = plan.site
     if not base.ok or base.total_nll is None:
@@ -123,11 +127,18 @@ def _measure(plan: C2Plan, base: VariantRun, runs: dict[str, VariantRun]) -> _Me
         scores[plan.base_token] = anchor
     else:
         missing += 1  # the true token has no score without the base run's ledger
+    reordered = scored_after = 0
     if ledger_ok:
+        limit = None if base.orders is None else base.orders.get(t)
+        if limit is not None:
+            scored_after = sum(1 for p, k in base.orders.items() if p != t and k > limit)
         for v, r in measured:
             scores[v] = r.scores[t]
+            if base.orders is not None and r.orders is not None and r.orders != base.orders:
+                reordered += 1  # its schedule read the substituted token: moves are not attributable
+                continue
             diffs = [(p, abs(r.scores[p] - s)) for p, s in base.scores.items() if p != t and p in r.scores
-                     and r.scores[p] != s]
+                     and r.scores[p] != s and (limit is None or base.orders.get(p, limit + 1) <= limit)]
             if diffs:
                 moved.append((v, [p for p, _ in diffs][:10], max(d for _, d in diffs)))
         src = "ledger scores (each run's ledger adds up to its printed total)"
@@ -150,7 +161,7 @@ def _measure(plan: C2Plan, base: VariantRun, runs: dict[str, VariantRun]) -> _Me
     forced_set = set(plan.forced)
     forced = {v: s for v, s in scores.items() if v in forced_set}
     sampled = {v: s for v, s in scores.items() if v not in forced_set}
-    return _Measured(forced, sampled, missing, err, src, disagreements, moved)
+    return _Measured(forced, sampled, missing, err, src, disagreements, moved, reordered, scored_after)
 
 
 def analyze_c2(plan: C2Plan, base: VariantRun, runs: dict[str, VariantRun], params: dict[str, Any]) -> ProbeOutcome:
@@ -181,6 +192,8 @@ def _analyze_c2(plan: C2Plan, base: VariantRun, runs: dict[str, VariantRun], par
         "ledger_disagreements": [{"token": v, "ledger": a, "printed": b} for v, a, b in m.disagreements[:5]],
         "moved_before_site": [{"token": v, "positions": ps, "max_abs_diff": d} for v, ps, d in m.moved[:10]],
         "moved_candidates": len(m.moved),
+        "reordered_candidates": m.reordered,
+        "scored_after_site": m.scored_after_site,
     }
     ev = [Evidence(positions=[t], detail=f"sum of p over {ns.evaluated} candidates = {ns.partial_sum:.6g}; "
                    f"largest: " + ", ".join(f"{v}:{p:.3g}" for v, p in ns.top[:3]))]
@@ -277,8 +290,8 @@ def shift_outcome(c2: ProbeOutcome, replay_identical: bool | None) -> ProbeOutco
     ev = [Evidence(positions=sorted({p for m in moved for p in m["positions"]})[:10],
                    detail=f"substituting {n} candidate(s) at position {site} moved these earlier scores by up to "
                    f"{big:.3g} nats (e.g. token {moved[0]['token']})")]
-    power = (f"from the C2 variants: {n} substitution(s) at the last position {site}, all earlier scores "
-             "compared bitwise")
+    power = (f"from the C2 variants: {n} substitution(s) at the last position {site}, every earlier score scored "
+             "no later than the site compared bitwise")
     if replay_identical:
         return ProbeOutcome("c2-shift", "C1", Status.FAIL,
                             f"changing only the token at position {site} changed the reported score of position "

@@ -47,6 +47,9 @@ class VariantRun:
     line: str = ""
     wall_s: float | None = None
     scores: dict[int, float] | None = None  # the reported pass, position -> NLL (None: not trusted)
+    # position -> rank of the event that first scored it in the reported pass (equal ranks: one event);
+    # None: the scores came from one simultaneous evaluation (a stand-in), nothing scored before anything
+    orders: dict[int, int] | None = None
     score_note: str = ""  # why scores is None, or where they came from
     how: str = ""  # "run" (a run of its own) | "fork" (a fork-server child) | "model" (a stand-in)
 
@@ -118,11 +121,31 @@ def c4_tolerances(cfg: Any) -> tuple[float, float]:
 
 def reported_scores(ledger_dir: str | os.PathLike[str] | None, printed: tuple[str, float, float, str] | None,
                     tokens: np.ndarray, pos_bytes: np.ndarray | None,
-                    tol_loss: float | None = None, tol_bpb: float | None = None) -> tuple[dict[int, float] | None, str]:
-    """The reported pass's scores, position -> NLL, when the ledger reproduces the printed number.
+                    tol_loss: float | None = None, tol_bpb: float | None = None
+                    ) -> tuple[dict[int, float] | None, dict[int, int] | None, str]:
+    """The reported pass's scores, position -> NLL, and when each position was first scored (position ->
+    dense rank of the scoring event), when the ledger reproduces the printed number; else (None, None, why).
 
     Uses the verdict's own search for the reported pass (harness.verdict), so a ledger the script
     fooled (scores that do not add up to what it printed) is never trusted here either."""
+    scores, note = _reported_scores(ledger_dir, printed, tokens, pos_bytes, tol_loss, tol_bpb)
+    if scores is None:
+        return None, None, note
+    return scores[0], scores[1], note
+
+
+def _first_ranks(pos: np.ndarray, order: np.ndarray) -> dict[int, int]:
+    """position -> dense rank of its first scoring event (ranks, not event numbers, so runs compare)."""
+    srt = np.lexsort((order, pos))
+    upos, first = np.unique(pos[srt], return_index=True)
+    ev = order[srt][first]
+    rank = np.searchsorted(np.unique(ev), ev)
+    return dict(zip(upos.tolist(), rank.tolist()))
+
+
+def _reported_scores(ledger_dir: str | os.PathLike[str] | None, printed: tuple[str, float, float, str] | None,
+                     tokens: np.ndarray, pos_bytes: np.ndarray | None, tol_loss: float | None,
+                     tol_bpb: float | None) -> tuple[tuple[dict[int, float], dict[int, int]] | None, str]:
     if ledger_dir is None or printed is None:
         return None, "no printed score" if printed is None else "no ledger"
     d = Path(ledger_dir)
@@ -145,14 +168,16 @@ def reported_scores(ledger_dir: str | os.PathLike[str] | None, printed: tuple[st
     rows = m.rows
     pos = an.tables.pos[rows]
     nll = an.tables.nll[rows]
+    orders = _first_ranks(pos, an.tables.order[rows])
     sel = m.cand.selection
     if sel != "all":
         # the printed number is a selection per position over several passes (a C4 matter for the trace):
         # the values it used are what the probes compare
-        return _select(pos, nll, sel), f"reported: the {sel} per position over several passes ({m.cand.label})"
+        return ((_select(pos, nll, sel), orders),
+                f"reported: the {sel} per position over several passes ({m.cand.label})")
     if np.unique(pos).size != pos.size:
         return None, "the reported pass scores a position twice"
-    return {int(p): float(v) for p, v in zip(pos.tolist(), nll.tolist())}, f"reported pass: {m.cand.label}"
+    return ({int(p): float(v) for p, v in zip(pos.tolist(), nll.tolist())}, orders), f"reported pass: {m.cand.label}"
 
 
 def _select(pos: np.ndarray, nll: np.ndarray, how: str) -> dict[int, float]:
@@ -235,8 +260,8 @@ class HarnessExecutor:
         if printed is not None:
             run.val_loss, run.val_bpb, run.line = printed[1], printed[2], printed[3]
         if run.ok:
-            run.scores, run.score_note = reported_scores(getattr(res, "ledger_dir", None), printed, v.tokens,
-                                                         self.pos_bytes_of(v.tokens), *self.tol)
+            run.scores, run.orders, run.score_note = reported_scores(
+                getattr(res, "ledger_dir", None), printed, v.tokens, self.pos_bytes_of(v.tokens), *self.tol)
         return run
 
     def run(self, variants: Sequence[Variant]) -> list[VariantRun]:
@@ -358,8 +383,8 @@ class HarnessExecutor:
                 run.val_loss, run.val_bpb, run.line = chosen.val_loss, chosen.val_bpb, chosen.line
             if run.ok:
                 printed = (chosen.tag, chosen.val_loss, chosen.val_bpb, chosen.line)
-                run.scores, run.score_note = reported_scores(cd, printed, v.tokens, self.pos_bytes_of(v.tokens),
-                                                             *self.tol)
+                run.scores, run.orders, run.score_note = reported_scores(
+                    cd, printed, v.tokens, self.pos_bytes_of(v.tokens), *self.tol)
             runs[i] = run
         unserved = [i for i, r in runs.items() if i and r.reason.startswith("variant ")]
         if unserved:
@@ -448,6 +473,10 @@ class ModelExecutor:
             if self.trusted_scores:
                 r.scores = {p: float(nll[p]) for p in range(1, n + 1)}
                 r.score_note = "stand-in"
+                order_fn = getattr(self.score_fn, "score_order", None)  # an out-of-stream-order stand-in
+                if order_fn is not None:
+                    ranks = np.asarray(order_fn(np.asarray(v.tokens)))
+                    r.orders = {p: int(ranks[p]) for p in range(1, n + 1)}
             else:
                 r.score_note = "untraced stand-in"
             out.append(r)

@@ -11,6 +11,12 @@ right like a score-first evaluation. Use with execute.ModelExecutor.
     future_peek        a normalized distribution that boosts the NEXT token (C1 violation)
     target_peek        a distribution that boosts the target itself, renormalized per target (C1/C2
                        violation: each row sums to 1, but the row depends on x_t; the C2 probes see it)
+    phased_cache       documents scored in phases, longest first, each phase from a bigram cache of the
+                       phases before it (phased TTT: legal, out of stream order); with peek_next_phase
+                       the cache also holds the next phase's documents, not yet scored (C1 violation)
+
+A stand-in that scores out of stream order carries `score_order(tokens) -> rank per position` (equal
+ranks: scored in one event), which ModelExecutor reports as the run's score order.
 """
 
 from __future__ import annotations
@@ -112,6 +118,47 @@ def target_peek(vocab: int, boost: float = 2.0, alpha: float = 0.5) -> ScoreFn:
             counts[prev, y] += 1
         return out
 
+    return score
+
+
+def _phases(tokens: np.ndarray, docs_per_phase: int) -> np.ndarray:
+    """Per position p >= 1 (the score of token p from token p-1), the phase that scores it: documents
+    (BOS-delimited, position p goes with the document holding p-1) sorted longest first, then by place,
+    taken docs_per_phase at a time. Entry 0 is unused (-1)."""
+    starts = np.flatnonzero(tokens == 1).tolist()
+    if not starts or starts[0] != 0:
+        starts = [0] + starts
+    bounds = starts + [int(tokens.size)]
+    docs = [(bounds[k], bounds[k + 1]) for k in range(len(starts))]
+    ranked = sorted(range(len(docs)), key=lambda k: (-(docs[k][1] - docs[k][0]), k))
+    phase_of_doc = {k: i // max(1, docs_per_phase) for i, k in enumerate(ranked)}
+    out = np.full(tokens.size, -1, dtype=np.int64)
+    for k, (a, b) in enumerate(docs):
+        out[a + 1:b + 1] = phase_of_doc[k]  # positions whose previous token lies in [a, b)
+    out[0] = -1
+    return out[:tokens.size]
+
+
+def phased_cache(vocab: int, docs_per_phase: int = 2, alpha: float = 0.5, peek_next_phase: bool = False) -> ScoreFn:
+    def score(tokens: np.ndarray) -> np.ndarray:
+        phase = _phases(tokens, docs_per_phase)
+        out = np.zeros(tokens.size)
+        counts = np.zeros((vocab, vocab))
+
+        def add(ph: int, into: np.ndarray) -> None:
+            for t in np.flatnonzero(phase == ph).tolist():
+                into[int(tokens[t - 1]), int(tokens[t])] += 1
+
+        for ph in range(int(phase.max()) + 1 if tokens.size > 1 else 0):
+            seen = counts.copy()
+            if peek_next_phase:
+                add(ph + 1, seen)  # trains on documents it has not scored yet
+            for t in np.flatnonzero(phase == ph).tolist():
+                out[t] = -math.log(_bigram_probs(seen, int(tokens[t - 1]), alpha)[int(tokens[t])])
+            add(ph, counts)  # after scoring the phase
+        return out
+
+    score.score_order = lambda tokens: _phases(tokens, docs_per_phase)  # type: ignore[attr-defined]
     return score
 
 

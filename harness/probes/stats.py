@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 # ---------------------------------------------------------------- printed-number precision
@@ -291,9 +291,11 @@ class PrefixComparison:
         return not self.changed and not self.missing and self.compared > 0
 
 
-def compare_prefix(base: Mapping[int, float], other: Mapping[int, float], upto: int, atol: float) -> PrefixComparison:
+def compare_prefix(base: Mapping[int, float], other: Mapping[int, float], upto: int, atol: float,
+                   only: Container[int] | None = None) -> PrefixComparison:
+    """Scores at positions <= upto (and in `only`, when given) of two runs, position by position."""
     out = PrefixComparison(upto=upto, atol=atol)
-    keys = sorted(p for p in set(base) | set(other) if p <= upto)
+    keys = sorted(p for p in set(base) | set(other) if p <= upto and (only is None or p in only))
     for p in keys:
         a, b = base.get(p), other.get(p)
         if a is None or b is None:

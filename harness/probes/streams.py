@@ -79,17 +79,27 @@ def with_token(stream: np.ndarray, position: int, token: int) -> np.ndarray:
 
 def perturb_after(stream: np.ndarray, t: int, rng: np.random.Generator, ids: np.ndarray) -> np.ndarray:
     """Tokens after t replaced by random ordinary tokens, every one different from the original (so a
-    predictor that peeks at any later offset sees a change). Length and tokens <= t unchanged."""
+    predictor that peeks at any later offset sees a change). Length, tokens <= t and every BOS stay.
+
+    BOS tokens stay where they were so documents keep their places and lengths: an evaluation that
+    batches or orders documents by length (phased or per-document TTT) then runs the same schedule on
+    both streams, and a score can be compared with its counterpart. Reading a later BOS is left to the
+    trace, which sees every read."""
     out = np.array(stream, copy=True)
     n = out.size - (t + 1)
     if n <= 0:
         raise BadInput(f"no tokens after position {t} to perturb in a stream of {out.size}")
-    new = rng.choice(ids, size=n)
-    same = new == out[t + 1:]
+    tail = out[t + 1:]
+    change = tail != BOS_ID
+    if not change.any():
+        raise BadInput(f"only BOS tokens after position {t}: nothing to perturb")
+    old = tail[change]
+    new = rng.choice(ids, size=old.size)
+    same = new == old
     while np.any(same):
         new[same] = rng.choice(ids, size=int(same.sum()))
-        same = new == out[t + 1:]
-    out[t + 1:] = new
+        same = new == old
+    tail[change] = new
     return out
 
 
