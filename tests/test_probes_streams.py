@@ -108,6 +108,10 @@ def test_seen_continuations_and_c2_plan():
     assert all(v.tokens[10] != 7 and np.array_equal(v.tokens[:10], s[:10]) for v in variants)
     plan2, variants2 = plan_c2(s, vocab=12, budget=4, rng=np.random.default_rng(0))
     assert len(plan2.forced) + len(plan2.sampled) == 4 and len(variants2) == 3
+    # a budget smaller than the forced set (true token, continuations seen after the context) bounds it too:
+    # the cheap default's C2 time budget is a cap on runs, the true token and the likeliest leak site first
+    plan3, variants3 = plan_c2(s, vocab=12, budget=2, rng=np.random.default_rng(0))
+    assert plan3.forced == [7, plan.forced[1]] and not plan3.sampled and len(variants3) == 1
 
 
 def test_c1_sites_and_plan():

@@ -58,6 +58,8 @@ def plan_c2(base: np.ndarray, vocab: int, budget: int, rng: np.random.Generator)
     t = int(base.size - 1)
     bt = int(base[t])
     forced = [bt] + [v for v in seen_continuations(base, t) if v != bt and 0 <= v < vocab][:MAX_FORCED - 1]
+    if 0 < budget < vocab:
+        forced = forced[:max(1, budget)]  # the budget counts every candidate, the forced ones too
     n_sample = vocab if budget <= 0 else max(0, budget - len(forced))
     cands = sample_candidates(vocab, forced, n_sample, rng)
     plan = C2Plan(site=t, vocab=vocab, base_token=bt, forced=forced, sampled=cands[len(forced):])
