@@ -213,6 +213,7 @@ def test_laundered_tokens_are_caught_by_the_default_c1_probe(attacks: Path, tmp_
     c1 = next(r for r in rows if r.rule_id == "C1")
     assert c1.status is Status.FAIL, (c1.summary, section.get("variants_failed"))
     assert section["executor"] == "harness run, one run per variant"  # served as files, no fork server
+    assert section["replay"].startswith("run:")  # the cheap set replays only to confirm a move
 
 
 def test_a_probe_variant_cannot_be_told_from_the_main_run(tmp_path: Path):

@@ -365,3 +365,24 @@ def test_c2_substitutions_count_a_moved_score_only_if_it_was_scored_before_the_s
     # training on the next phase before scoring it: a substitution at the site moves a score made before it
     leak = outcomes(phased_cache(V, peek_next_phase=True), 2)
     assert leak["c2-shift"].status is Status.FAIL, leak["c2-shift"].message
+
+
+def test_lazy_replay_runs_only_when_a_score_moved():
+    from harness.probes.standins import future_peek
+
+    def session(fn):
+        ex = ModelExecutor(fn)
+        outs, section = run_session(ex, _val(), V, BLOCK, _params(lazy_replay=True), seed=11)
+        return {o.probe: o for o in outs}, section, ex.cost.variants
+
+    legal, sec, n_legal = session(legal_cache(V))
+    assert sec["replay"].startswith("not run") and legal["c1"].status is Status.PASS
+    leak, sec, n_leak = session(future_peek(V))
+    # the move is confirmed against a replay of the unchanged stream, run for that reason alone
+    assert sec["replay"].startswith("run:") and n_leak == n_legal + 1
+    assert leak["c1"].status is Status.FAIL and leak["c1"].numbers["replay"]["identical"]
+    # noise shows in the replay too: not called a violation
+    base_fn = legal_cache(V)
+    rng = np.random.default_rng(0)
+    noisy, sec, _ = session(lambda tokens: base_fn(tokens) + rng.normal(0, 1e-4, size=tokens.size))
+    assert sec["replay"].startswith("run:") and noisy["c1"].status is Status.INCONCLUSIVE

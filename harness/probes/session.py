@@ -102,9 +102,10 @@ class SessionPlan:
 
 def plan_session(val_tokens: np.ndarray, vocab: int, block: int, params: Mapping[str, Any],
                  which: Iterable[str] = PROBES, tables: Any = None, seed: int | None = None,
-                 length: int | None = None) -> SessionPlan:
+                 length: int | None = None, replay: bool = True) -> SessionPlan:
     """length: the main run's served stream length (every variant gets it: a probe is not told apart from the
-    main run by its length); None: blocks * block + 1."""
+    main run by its length); None: blocks * block + 1. replay False: no replay variant up front (run_session
+    adds it when a comparison needs it)."""
     which = set(which)
     unknown = which - set(PROBES)
     if unknown:
@@ -118,7 +119,8 @@ def plan_session(val_tokens: np.ndarray, vocab: int, block: int, params: Mapping
     plan = SessionPlan(base=base, block=block, vocab=vocab, seed=seed, rng=rng)
     plan.variants.append(Variant("base", base, "base"))
     # a replay of the base stream: the determinism control for every comparison between runs
-    plan.variants.append(Variant(REPLAY, np.array(base, copy=True), "replay"))
+    if replay:
+        plan.variants.append(_replay_variant(base))
     if "c1" in which:
         plan.c1, vs = plan_c1(base, block, int(params["c1_perturbations"]), rng, ids)
         plan.variants += vs
@@ -135,6 +137,20 @@ def plan_session(val_tokens: np.ndarray, vocab: int, block: int, params: Mapping
 
 
 C2_BASE = "base_c2"
+
+
+def _replay_variant(base: np.ndarray) -> Variant:
+    return Variant(REPLAY, np.array(base, copy=True), "replay")
+
+
+def _saw_a_move(outcomes: list[ProbeOutcome]) -> bool:
+    """A score moved between two runs: only a replay of the unchanged stream can say it was not noise."""
+    for o in outcomes:
+        if o.probe == "c2-shift":
+            return True
+        if o.probe == "c1" and any(c.get("changed") for c in o.numbers.get("comparisons", [])):
+            return True
+    return False
 
 
 def c2_budget(params: Mapping[str, Any], vocab: int, per_variant_s: float | None) -> tuple[int, str]:
@@ -186,7 +202,10 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
     """Plan, run and analyse; returns the outcomes and the report's `probes` section."""
     t0 = time.time()
     which = tuple(which)
-    plan = plan_session(val_tokens, vocab, block, params, which, tables, seed, length)
+    # lazy_replay (the cheap default, which decides only by a violation): the replay runs only when a score
+    # moved, to tell a dependence from noise; a fork server's replay must come from its first session
+    lazy = bool(params.get("lazy_replay")) and not getattr(executor, "fork", False)
+    plan = plan_session(val_tokens, vocab, block, params, which, tables, seed, length, replay=not lazy)
     runs = executor.run(plan.variants)
     # what one more variant of this length costs (before the batched stream, which is longer)
     cost = getattr(executor, "cost", None)
@@ -217,6 +236,16 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
         plan.variants += more
         runs += executor.run(more)
     outcomes = analyze_session(plan, runs, params)
+    replay_note = ""
+    if lazy:
+        if _saw_a_move(outcomes):
+            rv = _replay_variant(plan.base)
+            plan.variants.append(rv)
+            runs += executor.run([rv])
+            outcomes = analyze_session(plan, runs, params)
+            replay_note = "run: a score moved between runs"
+        else:
+            replay_note = "not run: no score moved between runs (the cheap probes decide only by a violation)"
     if batched_outcome is not None:
         outcomes.insert(0, batched_outcome)
     else:
@@ -235,6 +264,7 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
         "variants_with_trusted_scores": sum(1 for r in runs if r.scores is not None),
         "wall_s": round(time.time() - t0, 3),
         "c2_candidates": c2_note,
+        "replay": replay_note or "run up front",
         "cost": cost.to_dict() if cost is not None and hasattr(cost, "to_dict") else None,
         "outcomes": [o.to_dict() for o in outcomes],
     }

@@ -91,6 +91,7 @@ def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Map
         params["c2_batched"] = False
         params["c2_candidates"] = int(params["c2_default_candidates"])
         params["c2_time_budget_s"] = float(params["c2_default_time_budget_s"])
+        params["lazy_replay"] = True
     val, tok, vocab = _data(cfg, opts)
     tables = None
     if tok:
