@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from harness.check.folder import check_folder
@@ -29,8 +30,9 @@ from harness.report.build import finalize, fold_stage, new_report, write_outputs
 from harness.report.console import print_rules, render_report
 from harness.results import PART_RULES, Report, Stage, Status
 from harness.rules import rule_order
-from harness.run.judge import Judged, judge_run, load_saved_run
 from harness.run.console import print_run_summary
+from harness.run.eval_only import EVAL_ONLY_DIR, combine, load_plan, plan_eval_only, rerun_kwargs, save_plan
+from harness.run.judge import Judged, judge_run, load_saved_run
 from harness.run.options import RunOptions
 from harness.run.replay import rejudge_saved, replay
 from harness.run.result import BUDGET_REASONS, RunResult
@@ -44,11 +46,28 @@ def _say(line: str) -> None:
 
 def _run(path: str, cfg: Config, opts: RunOptions, claimed: ClaimedTraining | None = None
          ) -> tuple[RunResult, Judged]:
-    result = run_submission(path, cfg, **opts.kwargs())
+    kw = opts.kwargs()
+    result = run_submission(path, cfg, **kw)
     print_run_summary(result)
+    first, plan = None, None
+    if opts.trace and (plan := plan_eval_only(path, result)) is not None:
+        # the training run crashed after its artifact, and the record was evaluated by an evaluation-only rerun
+        _say(plan.line())
+        first, kw = result, rerun_kwargs(plan, kw, result)
+        second = run_submission(path, cfg, **kw)
+        save_plan(plan, first)
+        print_run_summary(second)
+        if not second.failed:
+            result = second
     judged = judge_run(result, cfg, claimed=claimed)
     if opts.trace:  # C1/C3 rows one interval per value left undecided: a score-order replay may decide them
-        judged = replay(path, cfg, opts.kwargs(), result, judged, claimed)
+        judged = replay(path, cfg, kw, result, judged, claimed)
+    if first is not None and plan is not None:
+        if result is first:
+            judged.notes.append(f"{plan.line()}; the evaluation-only run failed too ({second.reason}: "
+                                f"{second.message}), in {second.out_dir}")
+        else:
+            judged = combine(cfg, first, result, judged, plan, claimed)
     return result, judged
 
 
@@ -99,6 +118,9 @@ def _why_no_probes(probes: ProbeOptions | None, result: RunResult, cfg: Config, 
               and r.rule_id in PART_RULES["legality"]]
     if probes.sampled and failed:  # the cheap probes decide only by a violation: one is already shown
         return f"the trace already found a violation ({', '.join(failed)}); --probes runs them anyway"
+    if judged is not None and "eval_only" in getattr(judged, "sections", {}):
+        return ("the score came from an evaluation-only rerun of the training run's artifact; probe variants "
+                "are whole runs of the script and would not be run the same way")
     budget = float(probe_params(cfg)["default_budget_s"])
     if probes.sampled and 2 * result.wall_s > budget:
         return (f"the run took {result.wall_s:.0f} s and each probe variant re-runs its evaluation, past the "
@@ -158,7 +180,13 @@ def run(o: Options, cfg: Config) -> int:
 def verdict(o: Options, cfg: Config) -> int:
     result = load_saved_run(o.path)
     print_run_summary(result)
+    first, plan = None, load_plan(o.path) if result.failed else None
+    if plan is not None and (Path(o.path) / EVAL_ONLY_DIR / "run.json").is_file():  # a saved evaluation-only rerun
+        first, result = result, load_saved_run(Path(o.path) / EVAL_ONLY_DIR)
+        print_run_summary(result)
     judged = rejudge_saved(cfg, result, judge_run(result, cfg))  # a saved score-order replay beside it
+    if first is not None and plan is not None and not result.failed:
+        judged = combine(cfg, first, result, judged, plan)
     return _judged_report(o, "verdict", result, judged, cfg)
 
 

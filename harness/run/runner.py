@@ -171,6 +171,7 @@ def run_submission(
     runtime_extra: dict[str, Any] | None = None,
     infer_env: bool = True,
     runtime_private: dict[str, Any] | None = None,
+    place_files: dict[str, str] | None = None,
 ) -> RunResult:
     """Run the submission at `path` (a folder with train_gpt.py, or a script) and report how it went.
 
@@ -178,6 +179,8 @@ def run_submission(
     itself can fail is a RunResult with a reason, never an exception.
     runtime_private: settings for the runtime that the script must not see (the score-order replay's
     relabeling); they travel in a private descriptor (private_settings_fd), not in the environment.
+    place_files: files copied into the working copy before launch, relative path -> source (an evaluation-only
+    rerun gets the artifact its training run wrote, where that run wrote it).
     """
     if device not in ("cpu", "cuda"):
         raise BadInput(f"unknown device {device!r} (expected cpu or cuda)")
@@ -199,6 +202,8 @@ def run_submission(
     src, tok, vocab = _data_source(cfg, scale, data_path, tokenizer, vocab_size, conf)
     wd = prepare_workdir(path, run_cfg.get("work_root"), **copy_caps(run_cfg))
     try:
+        placed = _place(wd, place_files or {})
+        conf_notes = conf_notes + ([f"placed in the working copy before launch: {', '.join(placed)}"] if placed else [])
         rewrite, refused = _rewrite_for_host(wd, exe, pyver)
         if refused is not None:
             return _not_launched(wd, out, ledger_dir, exe, pyver, device, nproc, scale, "needs_python", refused)
@@ -505,6 +510,21 @@ def _read_text(p: Path) -> str:
         return p.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
+
+
+def _place(wd: Workdir, files: dict[str, str]) -> list[str]:
+    """Copy each source file to its relative path in the working copy (BadInput for a path leaving it)."""
+    done = []
+    for rel, src in sorted(files.items()):
+        dest = (wd.work / rel).resolve()
+        if os.path.isabs(rel) or wd.work.resolve() not in dest.parents:
+            raise BadInput(f"a file to place must stay inside the working copy: {rel!r}")
+        if not Path(src).is_file():
+            raise BadInput(f"a file to place is missing: {src}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest)
+        done.append(rel)
+    return done
 
 
 def _collect_artifacts(tracker: PhaseTracker, wd: Workdir, out: Path) -> list[dict[str, Any]]:
