@@ -184,7 +184,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     # bad input found while collecting (malformed JSON, truncated artifact ...): exit code 3
     input_errors: list[str] = field(default_factory=list)
-    # the submission's run failed (crash, timeout, needs a GPU ...): "reason: message"; exit code 4
+    # the submission's run failed (crash, timeout, needs a GPU ...): "reason: message"; exit code 4 unless a
+    # rule FAILs with evidence (exit 1)
     run_failed: str | None = None
     schema_version: str = SCHEMA_VERSION
     # the rules' version ([ruleset] version in rules/*.toml: harness.rules.ruleset_version()); set by the factory
@@ -213,7 +214,9 @@ class Report:
     def exit_code(self) -> Exit:
         if self.input_errors:
             return Exit.BAD_INPUT
-        if self.run_failed:
+        # a rule that FAILs with evidence (a byte table, a size, a budget from the logs) is a violation whether
+        # or not the run got through: the failed run is still stated (run_failed) and only decides otherwise
+        if self.run_failed and self.status is not Status.FAIL:
             return Exit.RUN_FAILED
         return {
             Status.PASS: Exit.COMPLIANT,

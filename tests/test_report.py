@@ -36,6 +36,19 @@ def test_overall_status_and_exit_codes():
     assert rep.status is Status.PASS and int(rep.exit_code) == 0
 
 
+def test_a_failed_run_is_exit_4_unless_a_rule_fails_with_evidence():
+    rep = _report()
+    rep.run_failed = "needs_package: 'fla'"
+    # a violation the folder proves (here C3) stays a violation; the failed run is still in the JSON
+    assert int(rep.exit_code) == 1 and rep.to_dict()["run_failed"].startswith("needs_package")
+    rep.rules[1].status = Status.INCONCLUSIVE
+    assert int(rep.exit_code) == 4
+    rep.rules[1].status = Status.PASS
+    assert int(rep.exit_code) == 4
+    rep.input_errors.append("truncated artifact")
+    assert int(rep.exit_code) == 3
+
+
 def test_console_shows_rule_status_and_evidence():
     buf = io.StringIO()
     render_report(_report(), Console(file=buf, width=160, highlight=False))
