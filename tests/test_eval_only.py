@@ -70,6 +70,7 @@ def test_a_crashed_training_run_is_evaluated_as_the_record_was(tmp_path: Path, m
     assert rules["D1"]["summary"].startswith("training run:") and rules["D1"]["status"] in ("PASS", "WARN")
     assert rules["D2"]["status"] == "PASS" and "none in the evaluation-only run" in rules["D2"]["summary"]
     assert rules["B4"]["status"] == "PASS"
+    assert "evaluation-only run: eval" in rules["B3"]["summary"]  # the whole rerun is evaluation
 
 
 @pytest.mark.slow

@@ -8,8 +8,8 @@ through the switch). When the first run crashed after writing its artifact, the 
 traced run with the switch on and the first run's artifacts placed where it wrote them.
 
 How the two runs are judged (nothing carries from one to the other but the artifact files):
-- the evaluation-only run decides what its trace sees of evaluation: C1-C4, D3, B3, and the rows a score-
-  order replay decides;
+- the evaluation-only run decides what its trace sees of evaluation: C1-C4, D3, and the rows a score-order
+  replay decides; B3 is the whole rerun, launch to exit (it writes no artifact to draw the line at);
 - the training run decides D1 (validation read or used before the artifact it wrote; an update on
   validation positions before it FAILs) and B2;
 - D2: training reads of the training run placed against its artifact, and any training read in the
@@ -189,6 +189,14 @@ def combine(cfg: Config, first: RunResult, second: RunResult, judged: Any, plan:
                             summary=f"training run: {train['D3'].summary}; evaluation-only run: {rows['D3'].summary}")
     if "B4" in rows:
         new["B4"] = check_b4(new.get("D2", rows.get("D2")), new.get("D3", rows.get("D3")))
+    exit_t = second.phases.get("exit")
+    if "B3" in rows and isinstance(exit_t, (int, float)) and second.phases.get("artifact_write") is None:
+        # the rerun writes no artifact, so the run's own clock has no line: all of it is evaluation
+        from harness.verdict.budgets import Timing, check_time
+
+        tm = Timing(None, float(exit_t), None, "the evaluation-only rerun, launch to exit")
+        b3 = check_time("B3", "eval", tm, cfg.rule_params("B3"), second.scale, second.reason)
+        new["B3"] = replace(b3, summary=f"evaluation-only run: {b3.summary}")
     out = []
     for r in judged.rules:
         n = new.get(r.rule_id)
