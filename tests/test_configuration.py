@@ -202,6 +202,29 @@ def test_custom_tokenizer(tmp_path: Path) -> None:
     assert counts.dtype.name == "uint16" and counts[0] == 0 and counts.sum() > 100  # BOS counts 0 bytes
 
 
+def test_probe_streams_use_the_data_the_run_is_served(tmp_path: Path) -> None:
+    """The probes build their streams, candidates and byte counts from what the runner serves the folder (its
+    own tokenizer here), not from the built-in 1024 data: with the wrong tokenizer a variant's reported pass
+    was matched to another pass and C1's comparison broke on an 8192-vocabulary record."""
+    pytest.importorskip("sentencepiece")
+    from harness.config import load_config
+    from harness.data.builtin import corpus_documents, train_tokenizer
+    from harness.probes.stage import _data
+
+    model = train_tokenizer(corpus_documents()[:400], 600, tmp_path / "src" / "my_600.model")
+    d = _folder(tmp_path, **{"README.md": "x\n"})
+    (d / "tokenizers").mkdir()
+    (d / "tokenizers" / "my_600.model").write_bytes(model.read_bytes())
+    cfg = load_config()
+    cfg.raw.setdefault("run", {})["cache_dir"] = str(tmp_path / "cache")
+    val, tok, vocab = _data(cfg, {}, d)
+    assert vocab == 600 and tok is not None and val.max() < 600
+    assert Path(tok).read_bytes() == model.read_bytes()
+    # --no-infer-env: the built-in default, as the run would be served
+    _, _, v2 = _data(cfg, {"infer_env": False}, d)
+    assert v2 == 1024
+
+
 def test_claimed_score_tag_per_seed(tmp_path: Path) -> None:
     logs = {f"train_seed{s}.log": f"final_int8 val_loss:2.0 val_bpb:1.2{s}\nfinal_sliding val_loss:1.9 "
             f"val_bpb:1.1{s}\nfinal_export_exact val_loss:1.8 val_bpb:1.0{s}\n" for s in (1, 2)}

@@ -10,6 +10,7 @@ else is a NOT RUN row saying what they found (a sample can never PASS C2).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -27,36 +28,32 @@ from harness.results import RuleResult, Status
 from harness.run.options import RunOptions
 
 
-def _data(cfg: Config, opts: Mapping[str, Any]) -> tuple[np.ndarray, str | None, int]:
-    """(validation tokens, tokenizer path, vocabulary size) the probe streams are built from: the user's
-    data folder, else the built-in data (the same sources the runner serves)."""
-    data_path = opts.get("data_path")
-    tok = opts.get("tokenizer")
-    vocab = opts.get("vocab_size")
-    if data_path:
-        from harness.run.serve import read_shard, val_shards
+def _data(cfg: Config, opts: Mapping[str, Any], path: str | os.PathLike[str]
+          ) -> tuple[np.ndarray, str | None, int]:
+    """(validation tokens, tokenizer path, vocabulary size) the probe streams are built from: the data the
+    runner serves this folder (harness.run.runner.data_source: the user's data folder, else the built-in data
+    in the record's own tokenizer or at the vocabulary it names), so a variant's tokens, candidates and byte
+    counts are those of the main run."""
+    from harness.run.runner import data_source, inferred_configuration
+    from harness.run.serve import read_shard, val_shards
 
-        d = Path(data_path).expanduser()
-        if not d.is_dir():
-            raise BadInput(f"data folder not found: {d}")
-        shards = val_shards(d)
-        if not shards:
-            raise BadInput(f"{d}: no fineweb_val_*.bin shards to build probe streams from")
-        val = np.concatenate([read_shard(p) for p in shards])
+    conf, _ = inferred_configuration(path, bool(opts.get("infer_env", True)))
+    data_path, tok, vocab = data_source(cfg, str(opts.get("scale") or cfg.get("run", "scale", "tiny")),
+                                        opts.get("data_path"), opts.get("tokenizer"), opts.get("vocab_size"), conf)
+    d = Path(str(data_path)).expanduser()
+    if not d.is_dir():
+        raise BadInput(f"data folder not found: {d}")
+    shards = val_shards(d)
+    if not shards:
+        raise BadInput(f"{d}: no fineweb_val_*.bin shards to build probe streams from")
+    val = np.concatenate([read_shard(p) for p in shards])
+    if vocab is None:
         if tok is None:
-            models = sorted(d.glob("*.model"))
-            tok = str(models[0]) if len(models) == 1 else None
-        if vocab is None:
-            if tok is None:
-                raise BadInput("the probes need the vocabulary size: pass --vocab-size or --tokenizer")
-            from harness.data.bpb import load_sentencepiece
+            raise BadInput("the probes need the vocabulary size: pass --vocab-size or --tokenizer")
+        from harness.data.bpb import load_sentencepiece
 
-            vocab = int(load_sentencepiece(tok).vocab_size())
-        return val, tok, int(vocab)
-    from harness.data.builtin import ensure_data
-
-    paths = ensure_data(vocab_size=int(vocab or 1024), cache_dir=cfg.get("run", "cache_dir"))
-    return paths.read_val(), str(tok or paths.tokenizer), int(paths.vocab_size)
+        vocab = int(load_sentencepiece(tok).vocab_size())
+    return val, tok, int(vocab)
 
 
 def _main_length(cfg: Config, val: np.ndarray, block: int) -> int:
@@ -92,7 +89,7 @@ def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Map
         params["c2_candidates"] = int(params["c2_default_candidates"])
         params["c2_time_budget_s"] = float(params["c2_default_time_budget_s"])
         params["lazy_replay"] = True
-    val, tok, vocab = _data(cfg, opts)
+    val, tok, vocab = _data(cfg, opts, path)
     tables = None
     if tok:
         from harness.data.bpb import byte_tables

@@ -53,7 +53,7 @@ def default_out_dir(path: str | os.PathLike[str], run_cfg: dict[str, Any]) -> Pa
     return base / f"run-{stamp}-{name}-{uuid.uuid4().hex[:4]}"
 
 
-def _infer(path: str | os.PathLike[str], infer_env: bool) -> tuple[Any, list[str]]:
+def inferred_configuration(path: str | os.PathLike[str], infer_env: bool) -> tuple[Any, list[str]]:
     """The folder's inferred configuration (None for a lone script or --no-infer-env), and notes."""
     p = Path(path).expanduser()
     if not infer_env or not p.is_dir():
@@ -68,7 +68,7 @@ def _infer(path: str | os.PathLike[str], infer_env: bool) -> tuple[Any, list[str
         return None, [f"configuration not inferred: {type(e).__name__}: {e}"]
 
 
-def _data_source(
+def data_source(
     cfg: Config, scale: str, data_path: str | None, tokenizer: str | None, vocab_size: int | None,
     conf: Any = None,
 ) -> tuple[str | None, str | None, int | None]:
@@ -198,8 +198,8 @@ def run_submission(
     exe, pyver = resolve_python(python or run_cfg.get("python"))
     if val_tokens is None and scale == "tiny":
         val_tokens = int(run_cfg.get("val_tokens", DEFAULT_VAL_TOKENS))
-    conf, conf_notes = _infer(path, infer_env)
-    src, tok, vocab = _data_source(cfg, scale, data_path, tokenizer, vocab_size, conf)
+    conf, conf_notes = inferred_configuration(path, infer_env)
+    src, tok, vocab = data_source(cfg, scale, data_path, tokenizer, vocab_size, conf)
     wd = prepare_workdir(path, run_cfg.get("work_root"), **copy_caps(run_cfg))
     try:
         placed = _place(wd, place_files or {})
