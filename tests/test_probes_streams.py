@@ -77,18 +77,21 @@ def test_canary_structure():
     alpha = pick_alphabet(ordinary_ids(64), 4, rng)
     cs = canary_stream(129, alpha, doc_len=16, copies=1, rng=rng)
     assert cs.tokens.size == 129
-    assert np.all(cs.tokens[::16] == BOS_ID)
+    # documents open with BOS, except at the last token: a stream of whole sequences plus one would end in a
+    # one-token document, which real streams never do and document-splitting scripts reject
+    assert np.all(cs.tokens[:128:16] == BOS_ID) and cs.tokens[128] != BOS_ID
     non_bos = np.ones(129, bool)
-    non_bos[::16] = False
+    non_bos[:128:16] = False
     assert np.array_equal(cs.random_mask, non_bos)
     assert np.all(np.isin(cs.tokens[non_bos], alpha))
-    assert cs.n_random == 129 - 9 and cs.n_targets == 128
+    assert cs.n_random == 129 - 8 and cs.n_targets == 128
     echo = canary_stream(129, alpha, doc_len=16, copies=3, rng=rng)
+    assert echo.tokens[128] != BOS_ID and echo.random_mask[128]
     starts = echo.random_positions()
     for s in starts:
         run = echo.tokens[s:min(s + 3, (s // 16 + 1) * 16)]
         assert np.all(run == run[0])
-    assert echo.n_random == sum(1 for p in range(1, 129) if p % 16 and (p % 16 - 1) % 3 == 0)
+    assert echo.n_random == 1 + sum(1 for p in range(1, 129) if p % 16 and (p % 16 - 1) % 3 == 0)
     with pytest.raises(BadInput):
         canary_stream(20, np.array([1, 5]), 8, 1, rng)  # BOS in the alphabet
 

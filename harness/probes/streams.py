@@ -140,10 +140,12 @@ def canary_stream(length: int, alphabet: np.ndarray, doc_len: int, copies: int,
     run_tok = 0
     for p in range(length):
         k = p % doc_len
-        if k == 0:
+        if k == 0 and p < length - 1:
             tokens[p] = BOS_ID
             continue
-        if (k - 1) % copies == 0:
+        # the last token never opens a document: a real stream does not end in a lone BOS, and scripts that
+        # split documents at BOS reject a one-token document (04-14's `assert end - start >= 2`)
+        if k == 0 or (k - 1) % copies == 0:
             run_tok = int(rng.choice(alphabet))
             rand[p] = True
         tokens[p] = run_tok
