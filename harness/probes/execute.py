@@ -128,42 +128,24 @@ def reported_scores(ledger_dir: str | os.PathLike[str] | None, printed: tuple[st
 
     Uses the verdict's own search for the reported pass (harness.verdict), so a ledger the script
     fooled (scores that do not add up to what it printed) is never trusted here either."""
-    scores, note = _reported_scores(ledger_dir, printed, tokens, pos_bytes, tol_loss, tol_bpb)
-    if scores is None:
-        return None, None, note
-    return scores[0], scores[1], note
-
-
-def _first_ranks(pos: np.ndarray, order: np.ndarray) -> dict[int, int]:
-    """position -> dense rank of its first scoring event (ranks, not event numbers, so runs compare)."""
-    srt = np.lexsort((order, pos))
-    upos, first = np.unique(pos[srt], return_index=True)
-    ev = order[srt][first]
-    rank = np.searchsorted(np.unique(ev), ev)
-    return dict(zip(upos.tolist(), rank.tolist()))
-
-
-def _reported_scores(ledger_dir: str | os.PathLike[str] | None, printed: tuple[str, float, float, str] | None,
-                     tokens: np.ndarray, pos_bytes: np.ndarray | None, tol_loss: float | None,
-                     tol_bpb: float | None) -> tuple[tuple[dict[int, float], dict[int, int]] | None, str]:
     if ledger_dir is None or printed is None:
-        return None, "no printed score" if printed is None else "no ledger"
+        return None, None, "no printed score" if printed is None else "no ledger"
     d = Path(ledger_dir)
     if not d.exists() or not any(d.glob("ledger*.jsonl")):
-        return None, "no ledger"
+        return None, None, "no ledger"
     from harness.ledger import read_ledger
     from harness.verdict.analysis import analyze
     from harness.verdict.passes import Printed
 
     led = read_ledger(d)
     if not any(True for _ in led.of("score")):
-        return None, "no per-position scores in the ledger (untraced run, or the tracer saw no NLL)"
+        return None, None, "no per-position scores in the ledger (untraced run, or the tracer saw no NLL)"
     if tol_loss is None or tol_bpb is None:
         dl, db = c4_tolerances(None)
         tol_loss, tol_bpb = (dl if tol_loss is None else tol_loss), (db if tol_bpb is None else tol_bpb)
     an = analyze(led, Printed(*printed), tokens, pos_bytes, tol_loss, tol_bpb)
     if an.search is None or an.search.match is None:
-        return None, "the ledger's scores do not reproduce the printed score"
+        return None, None, "the ledger's scores do not reproduce the printed score"
     m = an.search.match
     rows = m.rows
     pos = an.tables.pos[rows]
@@ -173,11 +155,20 @@ def _reported_scores(ledger_dir: str | os.PathLike[str] | None, printed: tuple[s
     if sel != "all":
         # the printed number is a selection per position over several passes (a C4 matter for the trace):
         # the values it used are what the probes compare
-        return ((_select(pos, nll, sel), orders),
-                f"reported: the {sel} per position over several passes ({m.cand.label})")
+        return _select(pos, nll, sel), orders, f"reported: the {sel} per position over several passes ({m.cand.label})"
     if np.unique(pos).size != pos.size:
-        return None, "the reported pass scores a position twice"
-    return ({int(p): float(v) for p, v in zip(pos.tolist(), nll.tolist())}, orders), f"reported pass: {m.cand.label}"
+        return None, None, "the reported pass scores a position twice"
+    return ({int(p): float(v) for p, v in zip(pos.tolist(), nll.tolist())}, orders,
+            f"reported pass: {m.cand.label}")
+
+
+def _first_ranks(pos: np.ndarray, order: np.ndarray) -> dict[int, int]:
+    """position -> dense rank of its first scoring event (ranks, not event numbers, so runs compare)."""
+    srt = np.lexsort((order, pos))
+    upos, first = np.unique(pos[srt], return_index=True)
+    ev = order[srt][first]
+    rank = np.searchsorted(np.unique(ev), ev)
+    return dict(zip(upos.tolist(), rank.tolist()))
 
 
 def _select(pos: np.ndarray, nll: np.ndarray, how: str) -> dict[int, float]:
