@@ -256,12 +256,12 @@ def test_reported_scores_trust_only_a_ledger_that_reproduces_the_print(tmp_path)
     b.consume(sids)
     mean = float(np.mean(nll))
     b.write(tmp_path / "ok")
-    scores, orders, note = reported_scores(tmp_path / "ok", ("final_exact", mean, 1.0, ""), toks, None)
-    assert scores == {p: pytest.approx(1.0 + 0.01 * p) for p in range(1, 65)} and "reported pass" in note
-    assert orders == {p: 0 for p in range(1, 65)}  # one scoring event
+    got = reported_scores(tmp_path / "ok", ("final_exact", mean, 1.0, ""), toks, None)
+    assert got.scores == {p: pytest.approx(1.0 + 0.01 * p) for p in range(1, 65)} and "reported pass" in got.note
+    assert got.orders == {p: 0 for p in range(1, 65)} and got.lists is None  # one scoring event
     # a printed number the ledger does not reproduce: not trusted
-    scores, orders, note = reported_scores(tmp_path / "ok", ("final_exact", mean + 0.5, 1.0, ""), toks, None)
-    assert scores is None and orders is None and "do not reproduce" in note
+    got = reported_scores(tmp_path / "ok", ("final_exact", mean + 0.5, 1.0, ""), toks, None)
+    assert got.scores is None and got.orders is None and "do not reproduce" in got.note
     # scored in two events, the second half first: ranks follow the events, not the positions
     b3 = LedgerBuilder()
     b3.run_start()
@@ -270,8 +270,8 @@ def test_reported_scores_trust_only_a_ledger_that_reproduces_the_print(tmp_path)
     early = b3.score(range(1, 33), nll=nll[:32])
     b3.consume(late + early)
     b3.write(tmp_path / "two")
-    scores, orders, note = reported_scores(tmp_path / "two", ("final_exact", mean, 1.0, ""), toks, None)
-    assert orders == {p: (0 if p >= 33 else 1) for p in range(1, 65)}, note
+    got = reported_scores(tmp_path / "two", ("final_exact", mean, 1.0, ""), toks, None)
+    assert got.orders == {p: (0 if p >= 33 else 1) for p in range(1, 65)}, got.note
     # a min over two passes: the selected values are what the print used
     b2 = LedgerBuilder()
     b2.run_start()
@@ -280,10 +280,23 @@ def test_reported_scores_trust_only_a_ledger_that_reproduces_the_print(tmp_path)
     s2 = b2.score(range(1, 65), nll=[1.0 if p % 2 else 3.0 for p in range(1, 65)])
     b2.consume(s1 + s2)
     b2.write(tmp_path / "min")
-    scores, orders, note = reported_scores(tmp_path / "min", ("final_exact", 1.5, 1.0, ""), toks, None)
-    assert note.startswith("reported: the min") and scores[1] == 1.0 and scores[2] == 2.0
-    assert set(orders.values()) == {0}  # the first score of each position came in the first pass
-    assert reported_scores(tmp_path / "none", ("t", 1.0, 1.0, ""), toks, None) == (None, None, "no ledger")
+    got = reported_scores(tmp_path / "min", ("final_exact", 1.5, 1.0, ""), toks, None)
+    assert got.note.startswith("reported: the min") and got.scores[1] == 1.0 and got.scores[2] == 2.0
+    assert set(got.orders.values()) == {0}  # the first score of each position came in the first pass
+    none = reported_scores(tmp_path / "none", ("t", 1.0, 1.0, ""), toks, None)
+    assert (none.scores, none.orders, none.lists, none.note) == (None, None, None, "no ledger")
+    # a sliding window whose last window overlaps the one before: the pass scores positions 33..64 twice,
+    # and the printed mean counts them twice; one value per position cannot hold it, the lists can
+    b4 = LedgerBuilder()
+    b4.run_start()
+    b4.read(0, 65)
+    w1 = b4.score(range(1, 65), nll=1.0)
+    w2 = b4.score(range(33, 65), nll=3.0)
+    b4.consume(w1 + w2)
+    b4.write(tmp_path / "overlap")
+    got = reported_scores(tmp_path / "overlap", ("final_exact", (64 * 1.0 + 32 * 3.0) / 96, 1.0, ""), toks, None)
+    assert got.scores is None and "twice" in got.note
+    assert got.lists == {p: ((1.0,) if p < 33 else (1.0, 3.0)) for p in range(1, 65)}
 
 
 def _val_docs(seed: int = 0) -> np.ndarray:
@@ -386,3 +399,23 @@ def test_lazy_replay_runs_only_when_a_score_moved():
     rng = np.random.default_rng(0)
     noisy, sec, _ = session(lambda tokens: base_fn(tokens) + rng.normal(0, 1e-4, size=tokens.size))
     assert sec["replay"].startswith("run:") and noisy["c1"].status is Status.INCONCLUSIVE
+
+
+def test_c1_probe_compares_a_position_scored_twice_value_by_value():
+    from harness.probes.c1_future import C1Plan, analyze_c1
+
+    plan = C1Plan(sites=[4], names={4: "c1_after4"}, replay="replay", changed={4: np.arange(5, 9)})
+    lists = {p: ((1.0,) if p < 3 else (1.0, 2.0)) for p in range(1, 9)}  # 3..8 scored twice (overlapping windows)
+
+    def run(name, ls):
+        return VariantRun(name, "c1", 8, ok=True, reason="ok", val_loss=1.0, score_lists=ls,
+                          orders={p: 0 for p in range(1, 9)})
+
+    same = analyze_c1(plan, run("base", lists), {"c1_after4": run("c1_after4", dict(lists)),
+                                                  "replay": run("replay", dict(lists))}, {"c1_abs_tolerance": 0.0})
+    assert same.status is Status.PASS and same.numbers["comparisons"][0]["compared"] == 4
+    # the second score of position 3 (its later window) moved when only tokens after 4 changed
+    moved = {**lists, 3: (1.0, 2.5)}
+    out = analyze_c1(plan, run("base", lists), {"c1_after4": run("c1_after4", moved),
+                                                 "replay": run("replay", dict(lists))}, {"c1_abs_tolerance": 0.0})
+    assert out.status is Status.FAIL and out.evidence[0].positions == [3]

@@ -104,7 +104,8 @@ def analyze_c1(plan: C1Plan, base: VariantRun, runs: dict[str, VariantRun], para
     if not base.ok:
         return ProbeOutcome("c1", "C1", Status.INCONCLUSIVE, f"the base run failed ({base.reason}).", power,
                             numbers=numbers, tracer_free=False)
-    if base.scores is None:
+    bs = base.per_position  # a position's values in event order: a pass may score one twice (overlapping windows)
+    if bs is None:
         return ProbeOutcome("c1", "C1", Status.INCONCLUSIVE,
                             f"C1 perturbation needs per-position scores and the base run has none it can trust "
                             f"({base.score_note}); the echo canary is the tracer-free check.", power,
@@ -112,8 +113,8 @@ def analyze_c1(plan: C1Plan, base: VariantRun, runs: dict[str, VariantRun], para
     replay = runs.get(plan.replay)
     noise = 0.0
     replay_note = "replay not run"
-    if replay is not None and replay.ok and replay.scores is not None:
-        rc = compare_prefix(base.scores, replay.scores, max(base.scores), 0.0)
+    if replay is not None and replay.ok and replay.per_position is not None:
+        rc = compare_prefix(bs, replay.per_position, max(bs), 0.0)
         noise = rc.max_abs_diff
         replay_note = ("replay identical" if rc.identical else
                        f"replay differs at {len(rc.changed)} position(s), max {rc.max_abs_diff:.2e}")
@@ -128,14 +129,14 @@ def analyze_c1(plan: C1Plan, base: VariantRun, runs: dict[str, VariantRun], para
     scored_later: dict[int, int] = {}
     for t in plan.sites:
         r = runs.get(plan.names[t])
-        if r is None or not r.ok or r.scores is None:
+        if r is None or not r.ok or r.per_position is None:
             unusable.append(f"after {t}: " + ("not run" if r is None else (r.reason if not r.ok else r.score_note)))
             continue
         if base.orders is not None and r.orders is not None and r.orders != base.orders:
             unusable.append(f"after {t}: the perturbed run scored positions in another order than the base run")
             continue
         keep, scored_later[t] = scored_by_then(t, plan.changed.get(t), base.orders)
-        c = compare_prefix(base.scores, r.scores, t, tol, keep)
+        c = compare_prefix(bs, r.per_position, t, tol, keep)
         if c.compared == 0 and not c.missing:
             unusable.append(f"after {t}: every position <= {t} was scored after a changed token was")
             continue

@@ -50,8 +50,24 @@ class VariantRun:
     # position -> rank of the event that first scored it in the reported pass (equal ranks: one event);
     # None: the scores came from one simultaneous evaluation (a stand-in), nothing scored before anything
     orders: dict[int, int] | None = None
+    # the reported pass when it scores some position more than once (a sliding window's overlapping last
+    # window): position -> its values in event order; scores stays None then (one value per position is
+    # what C2 and the canary need), C1 compares these
+    score_lists: dict[int, tuple[float, ...]] | None = None
     score_note: str = ""  # why scores is None, or where they came from
     how: str = ""  # "run" (a run of its own) | "fork" (a fork-server child) | "model" (a stand-in)
+
+    @property
+    def per_position(self) -> dict[int, tuple[float, ...]] | None:
+        """Every reported value of each position, in event order (None: no trusted scores)."""
+        if self.score_lists is not None:
+            return self.score_lists
+        if self.scores is not None:
+            return {p: (v,) for p, v in self.scores.items()}
+        return None
+
+    def take(self, ps: "PassScores") -> None:
+        self.scores, self.orders, self.score_lists, self.score_note = ps.scores, ps.orders, ps.lists, ps.note
 
     @property
     def total_nll(self) -> float | None:
@@ -119,47 +135,59 @@ def c4_tolerances(cfg: Any) -> tuple[float, float]:
     return float(c4["val_loss_abs_tolerance"]), float(c4["val_bpb_abs_tolerance"])
 
 
+@dataclass
+class PassScores:
+    """The reported pass of one run as the probes read it (all None, with why in note, when untrusted)."""
+
+    scores: dict[int, float] | None  # position -> NLL, one value per position
+    orders: dict[int, int] | None  # position -> dense rank of the event that first scored it
+    lists: dict[int, tuple[float, ...]] | None  # every value per position in event order, when one repeats
+    note: str
+
+
 def reported_scores(ledger_dir: str | os.PathLike[str] | None, printed: tuple[str, float, float, str] | None,
                     tokens: np.ndarray, pos_bytes: np.ndarray | None,
-                    tol_loss: float | None = None, tol_bpb: float | None = None
-                    ) -> tuple[dict[int, float] | None, dict[int, int] | None, str]:
-    """The reported pass's scores, position -> NLL, and when each position was first scored (position ->
-    dense rank of the scoring event), when the ledger reproduces the printed number; else (None, None, why).
+                    tol_loss: float | None = None, tol_bpb: float | None = None) -> PassScores:
+    """The reported pass's scores, when the ledger reproduces the printed number.
 
     Uses the verdict's own search for the reported pass (harness.verdict), so a ledger the script
     fooled (scores that do not add up to what it printed) is never trusted here either."""
     if ledger_dir is None or printed is None:
-        return None, None, "no printed score" if printed is None else "no ledger"
+        return PassScores(None, None, None, "no printed score" if printed is None else "no ledger")
     d = Path(ledger_dir)
     if not d.exists() or not any(d.glob("ledger*.jsonl")):
-        return None, None, "no ledger"
+        return PassScores(None, None, None, "no ledger")
     from harness.ledger import read_ledger
     from harness.verdict.analysis import analyze
     from harness.verdict.passes import Printed
 
     led = read_ledger(d)
     if not any(True for _ in led.of("score")):
-        return None, None, "no per-position scores in the ledger (untraced run, or the tracer saw no NLL)"
+        return PassScores(None, None, None, "no per-position scores in the ledger (untraced run, or the tracer saw no NLL)")
     if tol_loss is None or tol_bpb is None:
         dl, db = c4_tolerances(None)
         tol_loss, tol_bpb = (dl if tol_loss is None else tol_loss), (db if tol_bpb is None else tol_bpb)
     an = analyze(led, Printed(*printed), tokens, pos_bytes, tol_loss, tol_bpb)
     if an.search is None or an.search.match is None:
-        return None, None, "the ledger's scores do not reproduce the printed score"
+        return PassScores(None, None, None, "the ledger's scores do not reproduce the printed score")
     m = an.search.match
     rows = m.rows
-    pos = an.tables.pos[rows]
-    nll = an.tables.nll[rows]
-    orders = _first_ranks(pos, an.tables.order[rows])
+    pos, nll, order = an.tables.pos[rows], an.tables.nll[rows], an.tables.order[rows]
+    orders = _first_ranks(pos, order)
     sel = m.cand.selection
     if sel != "all":
         # the printed number is a selection per position over several passes (a C4 matter for the trace):
         # the values it used are what the probes compare
-        return _select(pos, nll, sel), orders, f"reported: the {sel} per position over several passes ({m.cand.label})"
+        return PassScores(_select(pos, nll, sel), orders, None,
+                          f"reported: the {sel} per position over several passes ({m.cand.label})")
     if np.unique(pos).size != pos.size:
-        return None, None, "the reported pass scores a position twice"
-    return ({int(p): float(v) for p, v in zip(pos.tolist(), nll.tolist())}, orders,
-            f"reported pass: {m.cand.label}")
+        lists: dict[int, list[float]] = {}
+        for i in np.lexsort((np.arange(pos.size), order, pos)).tolist():
+            lists.setdefault(int(pos[i]), []).append(float(nll[i]))
+        return PassScores(None, orders, {p: tuple(v) for p, v in lists.items()},
+                          f"the reported pass scores a position twice ({m.cand.label})")
+    return PassScores({int(p): float(v) for p, v in zip(pos.tolist(), nll.tolist())}, orders, None,
+                      f"reported pass: {m.cand.label}")
 
 
 def _first_ranks(pos: np.ndarray, order: np.ndarray) -> dict[int, int]:
@@ -251,8 +279,8 @@ class HarnessExecutor:
         if printed is not None:
             run.val_loss, run.val_bpb, run.line = printed[1], printed[2], printed[3]
         if run.ok:
-            run.scores, run.orders, run.score_note = reported_scores(
-                getattr(res, "ledger_dir", None), printed, v.tokens, self.pos_bytes_of(v.tokens), *self.tol)
+            run.take(reported_scores(getattr(res, "ledger_dir", None), printed, v.tokens,
+                                     self.pos_bytes_of(v.tokens), *self.tol))
         return run
 
     def run(self, variants: Sequence[Variant]) -> list[VariantRun]:
@@ -374,8 +402,7 @@ class HarnessExecutor:
                 run.val_loss, run.val_bpb, run.line = chosen.val_loss, chosen.val_bpb, chosen.line
             if run.ok:
                 printed = (chosen.tag, chosen.val_loss, chosen.val_bpb, chosen.line)
-                run.scores, run.orders, run.score_note = reported_scores(
-                    cd, printed, v.tokens, self.pos_bytes_of(v.tokens), *self.tol)
+                run.take(reported_scores(cd, printed, v.tokens, self.pos_bytes_of(v.tokens), *self.tol))
             runs[i] = run
         unserved = [i for i, r in runs.items() if i and r.reason.startswith("variant ")]
         if unserved:

@@ -191,9 +191,11 @@ def analyze_session(plan: SessionPlan, runs: list[VariantRun], params: Mapping[s
 
 
 def replay_identical(base: VariantRun | None, replay: VariantRun | None) -> bool | None:
-    if base is None or replay is None or base.scores is None or replay.scores is None:
+    a = base.per_position if base is not None else None
+    b = replay.per_position if replay is not None else None
+    if a is None or b is None:
         return None
-    return base.scores == replay.scores
+    return a == b
 
 
 def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: int, params: Mapping[str, Any],

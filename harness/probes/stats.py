@@ -23,6 +23,7 @@ import math
 import re
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 # ---------------------------------------------------------------- printed-number precision
 
@@ -291,9 +292,14 @@ class PrefixComparison:
         return not self.changed and not self.missing and self.compared > 0
 
 
-def compare_prefix(base: Mapping[int, float], other: Mapping[int, float], upto: int, atol: float,
+def _gap(a: float, b: float) -> float:
+    return abs(a - b) if math.isfinite(a) and math.isfinite(b) else math.inf
+
+
+def compare_prefix(base: Mapping[int, Any], other: Mapping[int, Any], upto: int, atol: float,
                    only: Container[int] | None = None) -> PrefixComparison:
-    """Scores at positions <= upto (and in `only`, when given) of two runs, position by position."""
+    """Scores at positions <= upto (and in `only`, when given) of two runs, position by position. A value is
+    a score, or the tuple of a position's scores in event order (a pass that scores it more than once)."""
     out = PrefixComparison(upto=upto, atol=atol)
     keys = sorted(p for p in set(base) | set(other) if p <= upto and (only is None or p in only))
     for p in keys:
@@ -304,7 +310,11 @@ def compare_prefix(base: Mapping[int, float], other: Mapping[int, float], upto: 
         out.compared += 1
         if a == b:
             continue
-        d = abs(a - b) if math.isfinite(a) and math.isfinite(b) else math.inf
+        if isinstance(a, tuple) or isinstance(b, tuple):
+            ta, tb = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
+            d = max(map(_gap, ta, tb)) if len(ta) == len(tb) else math.inf
+        else:
+            d = _gap(a, b)
         out.max_abs_diff = max(out.max_abs_diff, d)
         if d > atol:
             out.changed.append(p)
