@@ -142,3 +142,18 @@ def test_when_an_evaluation_only_rerun_is_planned(tmp_path: Path, change: dict, 
         kw = rerun_kwargs(plan, {"env": {"A": "2"}, "out_dir": "x"}, r)
         assert kw["env"] == {"A": "2", "TTT_EVAL_ONLY": "1"} and kw["place_files"] == {"final_model.ptz": str(tmp_path / "saved.ptz")}
         assert kw["out_dir"].endswith("/o/eval_only")
+
+
+def test_the_switch_is_looked_for_in_regular_files_only(tmp_path: Path):
+    import os
+
+    from harness.run.eval_only import plan_eval_only
+
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    os.mkfifo(folder / "notes.md")  # reading it would block forever
+    (folder / "outside.md").symlink_to(tmp_path / "elsewhere.md")
+    (tmp_path / "elsewhere.md").write_text("TTT_EVAL_ONLY=1\n")
+    assert plan_eval_only(folder, _crashed(tmp_path)) is None
+    (folder / "README.md").write_text("run with TTT_EVAL_ONLY=1\n")
+    assert plan_eval_only(folder, _crashed(tmp_path)).where == "README.md:1"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,8 @@ def _documented(folder: Path, name: str) -> str | None:
             if p.suffix.lower() not in _DOC_SUFFIXES:
                 continue
             try:
-                if p.is_symlink() or p.stat().st_size > _DOC_MAX_BYTES:
+                st = os.lstat(p)  # a regular file only: never a link out of the folder, a FIFO or a device
+                if not stat.S_ISREG(st.st_mode) or st.st_size > _DOC_MAX_BYTES:
                     continue
                 lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
             except OSError:
