@@ -104,6 +104,19 @@ def test_harness_verdict_on_the_saved_folder_judges_both_runs(tmp_path: Path, mo
     assert rc2 == rc and a == b
 
 
+@pytest.mark.slow
+def test_an_untraced_run_is_rerun_the_same_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # `run --no-trace` times a record: its score comes from the rerun too, not from the training run's crash
+    folder = _make(tmp_path, "two_step")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    rc = main(["run", str(folder), "--no-trace", "--out", str(out), "--json", str(tmp_path / "r.json")])
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rc != 4 and "run_failed" not in rep
+    assert any("evaluation-only rerun" in n for n in rep["notes"])
+    assert rep["sections"]["run"]["reported"]["tag"] == "final_int8_sliding_window_exact"
+
+
 def _crashed(tmp_path: Path, **kw) -> "object":
     from harness.run.result import RunResult
 

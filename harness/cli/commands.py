@@ -50,7 +50,7 @@ def _run(path: str, cfg: Config, opts: RunOptions, claimed: ClaimedTraining | No
     result = run_submission(path, cfg, **kw)
     print_run_summary(result)
     first, plan = None, None
-    if opts.trace and (plan := plan_eval_only(path, result)) is not None:
+    if (plan := plan_eval_only(path, result)) is not None:
         # the training run crashed after its artifact, and the record was evaluated by an evaluation-only rerun
         _say(plan.line())
         first, kw = result, rerun_kwargs(plan, kw, result)
