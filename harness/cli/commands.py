@@ -49,7 +49,7 @@ def _run(path: str, cfg: Config, opts: RunOptions, claimed: ClaimedTraining | No
     kw = opts.kwargs()
     result = run_submission(path, cfg, **kw)
     print_run_summary(result)
-    first, plan = None, None
+    first = None
     if (plan := plan_eval_only(path, result)) is not None:
         # the training run crashed after its artifact, and the record was evaluated by an evaluation-only rerun
         _say(plan.line())
@@ -62,7 +62,7 @@ def _run(path: str, cfg: Config, opts: RunOptions, claimed: ClaimedTraining | No
     judged = judge_run(result, cfg, claimed=claimed)
     if opts.trace:  # C1/C3 rows one interval per value left undecided: a score-order replay may decide them
         judged = replay(path, cfg, kw, result, judged, claimed)
-    if first is not None and plan is not None:
+    if first is not None and plan is not None:  # plan is set whenever first is
         if result is first:
             judged.notes.append(f"{plan.line()}; the evaluation-only run failed too ({second.reason}: "
                                 f"{second.message}), in {second.out_dir}")
@@ -185,7 +185,7 @@ def verdict(o: Options, cfg: Config) -> int:
         first, result = result, load_saved_run(Path(o.path) / EVAL_ONLY_DIR)
         print_run_summary(result)
     judged = rejudge_saved(cfg, result, judge_run(result, cfg))  # a saved score-order replay beside it
-    if first is not None and plan is not None and not result.failed:
+    if first is not None and plan is not None and not result.failed:  # plan is set whenever first is
         judged = combine(cfg, first, result, judged, plan)
     return _judged_report(o, "verdict", result, judged, cfg)
 

@@ -132,7 +132,7 @@ def analyze_c1(plan: C1Plan, base: VariantRun, runs: dict[str, VariantRun], para
         if r is None or not r.ok or r.per_position is None:
             unusable.append(f"after {t}: " + ("not run" if r is None else (r.reason if not r.ok else r.score_note)))
             continue
-        if base.orders is not None and r.orders is not None and r.orders != base.orders:
+        if base.scored_otherwise(r):
             unusable.append(f"after {t}: the perturbed run scored positions in another order than the base run")
             continue
         keep, scored_later[t] = scored_by_then(t, plan.changed.get(t), base.orders)

@@ -136,7 +136,7 @@ def _measure(plan: C2Plan, base: VariantRun, runs: dict[str, VariantRun]) -> _Me
             scored_after = sum(1 for p, k in base.orders.items() if p != t and k > limit)
         for v, r in measured:
             scores[v] = r.scores[t]
-            if base.orders is not None and r.orders is not None and r.orders != base.orders:
+            if base.scored_otherwise(r):
                 reordered += 1  # its schedule read the substituted token: moves are not attributable
                 continue
             diffs = [(p, abs(r.scores[p] - s)) for p, s in base.scores.items() if p != t and p in r.scores

@@ -66,6 +66,11 @@ class VariantRun:
             return {p: (v,) for p, v in self.scores.items()}
         return None
 
+    def scored_otherwise(self, other: "VariantRun") -> bool:
+        """Both runs know their score order and it differs: a score that moved between them may have moved
+        because the schedule did (it read the changed tokens), so it is not attributable."""
+        return self.orders is not None and other.orders is not None and self.orders != other.orders
+
     def take(self, ps: "PassScores") -> None:
         self.scores, self.orders, self.score_lists, self.score_note = ps.scores, ps.orders, ps.lists, ps.note
 

@@ -47,12 +47,8 @@ def _data(cfg: Config, opts: Mapping[str, Any], path: str | os.PathLike[str]
     if not shards:
         raise BadInput(f"{d}: no fineweb_val_*.bin shards to build probe streams from")
     val = np.concatenate([read_shard(p) for p in shards])
-    if vocab is None:
-        if tok is None:
-            raise BadInput("the probes need the vocabulary size: pass --vocab-size or --tokenizer")
-        from harness.data.bpb import load_sentencepiece
-
-        vocab = int(load_sentencepiece(tok).vocab_size())
+    if vocab is None:  # data_source reads it from the tokenizer when it is a SentencePiece model
+        raise BadInput("the probes need the vocabulary size: pass --vocab-size or --tokenizer")
     return val, tok, int(vocab)
 
 
