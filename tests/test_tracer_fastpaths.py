@@ -3,8 +3,12 @@ later provenance, views cost no handler, whole-block reads and writes match stri
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from test_tracer_util import Trace, trace  # noqa: F401
 
@@ -75,3 +79,78 @@ def test_a_new_tensor_at_a_freed_ones_address_does_not_inherit_its_answer(trace:
         z = torch.tensor([0.0, 1.0, 1.0, 1.0])
         assert trace.prov(x * z)[1][0] < 0
         del z
+
+
+# -- movement: integer replay and the direct select / slice backward -----------------------------------
+
+def _movement_cases(t: torch.Tensor) -> list[tuple[str, Any]]:
+    """Movement ops on a traced (6, 5) float tensor; each is a zero-argument callable."""
+    import torch.nn.functional as F
+
+    return [
+        ("cat", lambda: torch.cat([t[3:], t[:3]])),
+        ("stack", lambda: torch.stack([t[0], t[4]])),
+        ("flip", lambda: t.flip(1)),
+        ("roll", lambda: torch.roll(t, 2, 0)),
+        ("pad", lambda: F.pad(t, (1, 2))),
+        ("reflect", lambda: F.pad(t.view(1, 6, 5), (2, 1), mode="reflect")),  # no integer kernel
+        ("tril", lambda: torch.tril(t)),
+        ("repeat", lambda: t.repeat(2, 1)),
+        ("select_backward", lambda: torch.ops.aten.select_backward(t[2], [6, 5], 0, 2)),
+        ("select_backward_neg", lambda: torch.ops.aten.select_backward(t[:, 1], [6, 5], 1, -4)),
+        ("slice_backward", lambda: torch.ops.aten.slice_backward(t[1:5:2], [6, 5], 0, 1, 5, 2)),
+        ("slice_backward_neg", lambda: torch.ops.aten.slice_backward(t[:, -3:], [6, 5], 1, -3, 2 ** 62, 1)),
+    ]
+
+
+def _float64_replay_only(monkeypatch: Any) -> None:
+    """The reference: every movement op through the float64 replay (no integer channels, no direct path)."""
+    from harness.runtime.tracer.ops import movement
+
+    real = movement._replay
+    monkeypatch.setattr(movement, "_replay", lambda c, data, has_sid, exact_int: real(c, data, has_sid, False))
+    monkeypatch.setattr(movement, "_placed", lambda c, shape: None)
+
+
+@settings(max_examples=15, deadline=None)
+@given(start=st.integers(0, 30), mult=st.integers(1, 11))
+def test_integer_replay_and_direct_backward_match_the_float64_replay(tmp_path_factory, start: int, mult: int) -> None:
+    import pytest
+
+    results = []
+    for reference in (False, True):
+        with pytest.MonkeyPatch.context() as mp:
+            if reference:
+                _float64_replay_only(mp)
+            tr = Trace(tmp_path_factory.mktemp("m"))
+            try:
+                x = tr.ttokens(30, lo=start).float().view(6, 5)
+                t = x * float(mult) + 0  # a fresh traced block
+                results.append({name: tr.prov(f()) for name, f in _movement_cases(t)})
+            finally:
+                tr.close()
+    fast, ref = results
+    for name in ref:
+        assert np.array_equal(fast[name][0], ref[name][0]) and np.array_equal(fast[name][1], ref[name][1]), name
+    # and the reference itself is right on the two backward ops
+    lo, hi = ref["select_backward"]
+    assert (hi[2] == np.arange(10, 15) + start).all() and (hi[[0, 1, 3, 4, 5]] < 0).all()
+    lo, hi = ref["slice_backward"]
+    assert (hi[[1, 3]] >= 0).all() and (hi[[0, 2, 4, 5]] < 0).all()
+
+
+def test_direct_select_backward_keeps_score_ids(trace: Trace) -> None:
+    import torch.nn.functional as F
+
+    tok = trace.ttokens(5)
+    logits = torch.randn(4, 32, requires_grad=True)
+    with torch.no_grad():
+        logits.add_(tok[:4, None].float() * 0)  # traced logits, rows apart
+    nll = F.cross_entropy(logits, tok[1:], reduction="none")  # one score per row
+    sid = trace.sid(nll)
+    assert sid is not None and (sid >= 0).all()
+    back = torch.ops.aten.select_backward(nll, [3, 4], 0, 1)
+    got = trace.sid(back)
+    assert got is not None and np.array_equal(got[1], sid) and (got[[0, 2]] == -1).all()
+    lo, hi = trace.prov(back)
+    assert np.array_equal(hi[1], trace.prov(nll)[1]) and (hi[[0, 2]] < 0).all()
