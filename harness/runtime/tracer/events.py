@@ -31,28 +31,63 @@ MAX_INTERVALS = 32
 
 def merge_intervals(lo: np.ndarray, hi: np.ndarray, cap: int = MAX_INTERVALS) -> list[tuple[int, int, int]]:
     """Disjoint (lo, hi, count) covering every traced (hi >= 0) interval; at most ``cap``."""
-    lo = np.asarray(lo).ravel()
-    hi = np.asarray(hi).ravel()
+    lo = np.asarray(lo)
+    hi = np.asarray(hi)
+    per_row = 1
+    if lo.ndim >= 2 and lo.shape == hi.shape and lo.shape[-1] > 1 and lo.size >= 4096 \
+            and bool((lo == lo[..., :1]).all()) and bool((hi == hi[..., :1]).all()):
+        per_row = lo.shape[-1]  # rows constant along the last dim (a state's rows): merge one element per row
+        lo, hi = lo[..., 0], hi[..., 0]
+    segs = _merge(lo.ravel(), hi.ravel(), cap)
+    return segs if per_row == 1 else [(a, b, n * per_row) for a, b, n in segs]
+
+
+def _merge(lo: np.ndarray, hi: np.ndarray, cap: int) -> list[tuple[int, int, int]]:
     m = hi >= 0
     if not m.any():
         return []
     lo = lo[m].astype(np.int64)
     hi = hi[m].astype(np.int64)
-    if lo.min() == lo.max() and hi.min() == hi.max():
-        return [(int(lo[0]), int(hi[0]), int(lo.size))]
-    order = np.argsort(lo, kind="stable")
-    lo, hi = lo[order], hi[order]
-    run = np.maximum.accumulate(hi)
-    breaks = np.nonzero(lo[1:] > run[:-1] + 1)[0]
-    starts = np.concatenate([[0], breaks + 1])
-    ends = np.concatenate([breaks, [lo.size - 1]])
-    segs = [[int(lo[s]), int(run[e]), int(e - s + 1)] for s, e in zip(starts.tolist(), ends.tolist())]
+    lo_min, lo_max, hi_min, hi_max = int(lo.min()), int(lo.max()), int(hi.min()), int(hi.max())
+    if lo_min == lo_max and hi_min == hi_max:
+        return [(lo_min, hi_max, int(lo.size))]
+    span = hi_max - lo_min + 1
+    if 0 < span <= 8 * lo.size + 4096 and bool((lo <= hi).all()):
+        segs = _merge_by_coverage(lo - lo_min, hi - lo_min, span, lo_min)
+    else:
+        segs = _merge_by_sorting(lo, hi)
     while len(segs) > cap:  # close the smallest gap: widening is the safe direction
         gaps = [segs[i + 1][0] - segs[i][1] for i in range(len(segs) - 1)]
         i = int(np.argmin(gaps))
         a, b = segs[i], segs.pop(i + 1)
         segs[i] = [a[0], max(a[1], b[1]), a[2] + b[2]]
     return [tuple(s) for s in segs]  # type: ignore[misc]
+
+
+def _merge_by_sorting(lo: np.ndarray, hi: np.ndarray) -> list[list[int]]:
+    """Sort by start; a start past the running end + 1 opens a new interval."""
+    order = np.argsort(lo, kind="stable")
+    lo, hi = lo[order], hi[order]
+    run = np.maximum.accumulate(hi)
+    breaks = np.nonzero(lo[1:] > run[:-1] + 1)[0]
+    starts = np.concatenate([[0], breaks + 1])
+    ends = np.concatenate([breaks, [lo.size - 1]])
+    return [[int(lo[s]), int(run[e]), int(e - s + 1)] for s, e in zip(starts.tolist(), ends.tolist())]
+
+
+def _merge_by_coverage(lo: np.ndarray, hi: np.ndarray, span: int, base: int) -> list[list[int]]:
+    """The same intervals without a sort, when the positions span little more than the elements (an optimizer
+    step over a large state writes each interval many times): the covered positions, from counts of starts
+    and ends, fall into maximal runs, and those runs are the merged intervals (two intervals merge exactly
+    when their positions touch or overlap); each element counts in the run holding its start.
+    ``lo``/``hi`` are relative to ``base``, with lo <= hi."""
+    opened = np.bincount(lo, minlength=span + 1)
+    depth = np.cumsum(opened - np.bincount(hi + 1, minlength=span + 1))[:span]
+    edges = np.diff(np.concatenate(([0], (depth > 0).view(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1) - 1
+    counts = np.add.reduceat(opened[:span], starts)  # every start lies in a run: a run's count is its starts
+    return [[int(a) + base, int(b) + base, int(n)] for a, b, n in zip(starts.tolist(), ends.tolist(), counts.tolist())]
 
 
 class Emitter:
