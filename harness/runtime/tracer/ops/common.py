@@ -186,16 +186,24 @@ def part_from_b(blo: np.ndarray, bhi: np.ndarray, keep_a: np.ndarray | None) -> 
     return np.concatenate(los, -2), np.concatenate(his, -2)
 
 
-def encode_channel(ch: np.ndarray, which: str) -> np.ndarray:
+def encode_channel(ch: np.ndarray, which: str, narrow: bool = False) -> np.ndarray:
     """A provenance channel ('lo', 'hi' or 'sid') as int64, shifted so that 0 means "empty": zero
-    fills (pads, tril) made by a replayed op then stay empty."""
+    fills (pads, tril) made by a replayed op then stay empty. narrow: lo / hi stay int32 (one pass;
+    lo - E_LO and hi + 1 of a position both fit)."""
+    if narrow and which in ("lo", "hi"):
+        return (np.subtract(ch, np.int32(E_LO), dtype=np.int32) if which == "lo"
+                else np.add(ch, np.int32(1), dtype=np.int32))
     a = np.asarray(ch).astype(np.int64)
     return a - int(E_LO) if which == "lo" else a + 1
 
 
 def decode_channel(a: np.ndarray, which: str) -> np.ndarray:
     """Undo ``encode_channel`` (lo / hi come back as int32, sid as int64)."""
-    a = np.asarray(a).astype(np.int64)
+    a = np.asarray(a)
+    if a.dtype == np.int32 and which in ("lo", "hi"):  # a narrow encoding: undone in int32
+        return (np.add(a, np.int32(E_LO), dtype=np.int32) if which == "lo"
+                else np.subtract(a, np.int32(1), dtype=np.int32))
+    a = a.astype(np.int64, copy=False)
     if which == "lo":
         return (a + int(E_LO)).astype(np.int32)
     if which == "hi":

@@ -22,31 +22,16 @@ from harness.runtime.tracer.provenance import E_HI, E_LO, NO_SID, Prov, filled
 _INDEX_NAMES = {"index", "indices", "repeats", "mask", "output_size"}
 
 
-_SHIFT_LO = np.int32(E_LO)  # lo - E_LO: empty (E_LO) -> 0, positions -> [-E_LO, 0), no int32 overflow
-
-
 def _encode(ch: np.ndarray, which: str, exact_int: bool) -> torch.Tensor:
-    """A channel as a tensor the op can replay, shifted so that 0 means "empty" (a zero fill made by the
-    op, a pad or tril, stays empty). exact_int: lo / hi as int32, sid as int64 (one pass each);
-    otherwise float64, for ops without integer kernels."""
-    if not exact_int:
-        return torch.from_numpy(np.ascontiguousarray(encode_channel(ch, which).astype(np.float64)))
-    if which == "lo":
-        a = np.subtract(ch, _SHIFT_LO, dtype=np.int32)
-    elif which == "hi":
-        a = np.add(ch, np.int32(1), dtype=np.int32)  # hi < E_LO (a position), so hi + 1 fits int32
-    else:
-        a = np.add(ch, np.int64(1), dtype=np.int64)
-    return torch.from_numpy(np.ascontiguousarray(a))
+    """A channel as a tensor the op replays (encode_channel: 0 is "empty"). exact_int: lo / hi as int32 and
+    sid as int64; otherwise float64, which holds every position exactly, for ops without integer kernels."""
+    a = encode_channel(ch, which, narrow=exact_int)
+    return torch.from_numpy(np.ascontiguousarray(a if exact_int else a.astype(np.float64)))
 
 
 def _decode(t: torch.Tensor, which: str) -> np.ndarray:
     a = t.detach().cpu().numpy()
-    if a.dtype == np.int32 and which in ("lo", "hi"):
-        return np.add(a, _SHIFT_LO, dtype=np.int32) if which == "lo" else np.subtract(a, np.int32(1), dtype=np.int32)
-    if a.dtype == np.int64 and which == "sid":
-        return a - 1
-    return decode_channel(np.rint(a.astype(np.float64)), which)
+    return decode_channel(a if a.dtype.kind == "i" else np.rint(a.astype(np.float64)), which)
 
 
 def replay(c: OpCall, data: set[str] | None = None) -> list[Prov | None]:
