@@ -124,7 +124,7 @@ def h_movement(c: OpCall) -> None:
     if c.short in ("select_backward", "slice_backward") and len(outs) == 1:
         placed = _placed(c, tuple(outs[0].shape))
         if placed is not None:
-            c.assign(outs[0], placed[0], fresh=True)
+            c.assign(outs[0], placed, fresh=True)
             return
     ps = replay(c)
     for t, p in zip(outs, ps):
@@ -134,11 +134,11 @@ def h_movement(c: OpCall) -> None:
         c.assign(t, p)
 
 
-def _placed(c: OpCall, shape: tuple[int, ...]) -> tuple[Prov | None] | None:
+def _placed(c: OpCall, shape: tuple[int, ...]) -> Prov | None:
     """select_backward / slice_backward: zeros of the input's shape with the gradient in the selected
     region, so the region takes the gradient's provenance and the rest is empty (what the replay
-    computes, without running the op three times on encoded channels). None: not this simple case
-    (the replay then decides)."""
+    computes, without running the op three times on encoded channels). None: not this simple case, or an
+    untraced gradient (the replay then decides)."""
     g = c.b.get("grad_output")
     sizes = c.b.get("input_sizes")
     if not isinstance(g, torch.Tensor) or not isinstance(sizes, (list, tuple)) or not shape:
@@ -157,7 +157,7 @@ def _placed(c: OpCall, shape: tuple[int, ...]) -> tuple[Prov | None] | None:
     key = tuple(where)
     p = c.p(g)
     if p is None:
-        return (None,)
+        return None
     lo = filled(shape, E_LO, np.int32)
     try:
         region = lo[key]
@@ -172,4 +172,4 @@ def _placed(c: OpCall, shape: tuple[int, ...]) -> tuple[Prov | None] | None:
     if p.sid is not None:
         sid = filled(shape, NO_SID, np.int64)
         sid[key] = p.sid
-    return (Prov(lo, hi, sid),)
+    return Prov(lo, hi, sid)
