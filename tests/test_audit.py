@@ -7,6 +7,7 @@ import _thread
 import csv
 import json
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -124,10 +125,16 @@ def test_interrupt_keeps_finished_results_and_a_rerun_completes(tmp_path):
             time.sleep(0.05)
         _thread.interrupt_main()  # what Ctrl-C does: KeyboardInterrupt in the main thread
 
+    # A shell's background job starts with SIGINT ignored, and interrupt_main then does nothing: restore
+    # Python's own Ctrl-C handler for this test, as an interactive terminal has it.
+    old_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=ctrl_c_after_first_result, daemon=True).start()
     t0 = time.monotonic()
-    with pytest.raises(HarnessError, match="audit interrupted: 1 of 2 folder"):
-        audit(opts, load_config(None), command_for=command)
+    try:
+        with pytest.raises(HarnessError, match="audit interrupted: 1 of 2 folder"):
+            audit(opts, load_config(None), command_for=command)
+    finally:
+        signal.signal(signal.SIGINT, old_handler)
     assert time.monotonic() - t0 < 20  # the sleeping child was stopped, not waited for
     assert len(list(cache.rglob("*.json"))) == 1
     sleepy["slow"] = 0

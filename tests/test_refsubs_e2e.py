@@ -52,6 +52,10 @@ def test_intended_verdict_through_the_harness(folder: Path, tmp_path: Path):
     assert {rid: again[rid] for rid in ("C1", "C3")} == {rid: by[rid].status for rid in ("C1", "C3")}
     for rid, words in (exp.get("says") or {}).items():
         assert words in by[rid].summary, (rid, words, by[rid].summary)
+    for rid, st in (exp.get("status") or {}).items():  # e.g. C2 proven by the trace (every score normalized)
+        assert by[rid].status.value == st, (rid, by[rid].summary)
+    for rid in exp.get("never_pass", []):  # rules the pattern breaks even where no check FAILs them
+        assert by[rid].status is not Status.PASS, (rid, by[rid].summary)
     for rid in exp["rules"]:
         assert by[rid].status is Status.FAIL, (rid, by[rid].summary)
         # evidence a reviewer can act on: the script's own file:line

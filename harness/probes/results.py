@@ -12,6 +12,7 @@ A rule's probe status is the worst of its probes' (a PASS never hides an INCONCL
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from harness.merge import disagree_text, merge_rows
@@ -49,6 +50,12 @@ def merge_rule_results(trace: Iterable[RuleResult], probes: Iterable[RuleResult]
     violation is a fact)."""
     trace, probes = list(trace), list(probes)
     out, notes = merge_rows(trace, probes, label="probes", base_label="trace", disagree=True)
+    # C2 proven by the trace (every score a normalized row's entry for the token itself) is not undone by a
+    # probe that could not decide (a sample never PASSes C2): only a probe FAIL overrules it
+    proven = {t.rule_id for t in trace if t.rule_id == "C2" and t.status is Status.PASS}
+    undecided = {p.rule_id for p in probes if p.status is Status.INCONCLUSIVE}
+    out = [replace(r, status=Status.PASS) if r.rule_id in proven & undecided and r.status is Status.INCONCLUSIVE
+           else r for r in out]
     # A trace that kept every evaluation condition while a probe caught one: say it once, plainly.
     trace_conditions = [t for t in trace if t.rule_id in ("C1", "C2", "C3", "C4")]
     probe_fail = [p for p in probes if p.status is Status.FAIL]

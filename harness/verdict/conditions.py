@@ -720,9 +720,15 @@ def _shading(pr: Any, m: Any, floor: float, bpb_checked: bool) -> list[Finding]:
     return out
 
 
-def check_c2(an: Analysis, params: Mapping[str, Any]) -> RuleResult:
-    """The normalization probe decides C2; the trace only catches the obvious: a negative NLL is a
-    probability above 1, which no normalized distribution gives."""
+def check_c2(an: Analysis, params: Mapping[str, Any], premises: Mapping[str, RuleResult] | None = None
+             ) -> RuleResult:
+    """A negative NLL (a probability above 1) or a pick from an unnormalized row is a FAIL. The trace PASSes
+    C2 by the rule's own words when every score of the reported pass is -log of the target token's own entry
+    (picked by the token itself: Tracer.raw_pick) in a normalized row over the whole vocabulary, and the
+    ``premises`` C1, C3, C4 and D1 passed: the row then depends only on earlier positions and on state no
+    validation token trained before its score, and the printed number is the plain sum of these scores.
+    Whatever token stood at t, it would have been scored from the same row, which sums to 1. Otherwise the
+    normalization probe decides."""
     rows = an.pass_rows
     if rows is not None and rows.size:
         tol = float(params["normalization_tolerance"])
@@ -740,9 +746,50 @@ def check_c2(an: Analysis, params: Mapping[str, Any]) -> RuleResult:
         unnorm = _unnormalized_picks(an, rows, tol)
         if unnorm is not None:
             return unnorm
+        proof = _normalized_picks(an, rows, premises or {})
+        if proof is not None:
+            return proof
     return RuleResult("C2", "", Status.NOT_RUN,
                       "decided by the normalization probe (harness probe --probe c2); nothing obvious in the trace",
                       checker="trace")
+
+
+C2_PREMISES = ("C1", "C3", "C4", "D1")
+
+
+def _normalized_picks(an: Analysis, rows: np.ndarray, premises: Mapping[str, RuleResult]) -> RuleResult | None:
+    """C2 PASS from the trace (see check_c2), or None when any premise is missing."""
+    if any(premises.get(r) is None or premises[r].status is not Status.PASS for r in C2_PREMISES):
+        return None
+    if precondition(an, "C2") is not None:
+        return None
+    tb = an.tables
+    pos, dep = tb.pos[rows], tb.dep[rows]
+    if not ((dep < pos).all() and (pos >= 1).all()):
+        return None
+    orders = np.unique(tb.order[rows])
+    events = [an.event(int(o)) for o in orders.tolist()]
+    if not all(e.get("norm") is True for e in events):
+        return None
+    sites = sorted({str(e.get("site") or "?") for e in events})
+    ops = sorted({str(e.get("op") or "?") for e in events})
+    e0 = events[0]
+    msg = (f"each of the {rows.size} scores of the reported pass is -log of the target token's own entry (picked "
+           f"by the token as read, through integer copies only) in a normalized row over the whole vocabulary "
+           f"({', '.join(ops)} at {', '.join(sites[:3])}{' ...' if len(sites) > 3 else ''}); that row depends "
+           f"only on earlier positions (C1) and on state no validation token trained before its score (C3, D1), "
+           f"and the printed number is the sum of these scores (C4): whatever token stood there, it would have "
+           f"been scored from the same row, which sums to 1.")
+    return _c2_result(Status.PASS, f"every score is a normalized full-vocabulary row's entry for the target token "
+                                   f"itself; {_pass_desc(an)}", msg,
+                      Evidence(where=_where(e0), positions=_ints(np.sort(pos)[:5]),
+                               events=[int(e.get("seq", 0)) for e in events[:5]], time_s=_t(e0),
+                               detail=f"{orders.size} score events, each marked norm"))
+
+
+def _c2_result(status: Status, summary: str, msg: str, ev: Evidence) -> RuleResult:
+    """A C2 row decided by the trace: one finding with its evidence."""
+    return RuleResult("C2", "", status, summary, [Finding("C2", status, msg, [ev])], checker="trace")
 
 
 def _unnormalized_picks(an: Analysis, rows: np.ndarray, tol: float) -> RuleResult | None:
@@ -779,10 +826,7 @@ def _unnormalized_picks(an: Analysis, rows: np.ndarray, tol: float) -> RuleResul
     msg = (f"position {int(tb.pos[r0])} was scored as -log of the target's entry in a row of non-negative values "
            f"over the whole vocabulary that sums to {z0:.4f}, not 1, at {_at(e)}; the reported number is made of "
            f"{len(bad)} such scores (row sums {sums.min():.3f}..{sums.max():.3f}): not a normalized distribution.")
-    return RuleResult("C2", "", Status.FAIL,
-                      f"{len(bad)} of {rows.size} scores picked from unnormalized vocabulary rows "
-                      f"(sums {sums.min():.3f}..{sums.max():.3f})",
-                      [Finding("C2", Status.FAIL, msg, [Evidence(
-                          where=_where(e), positions=_ints(np.sort(tb.pos[[b[0] for b in bad]])),
-                          events=[int(e.get("seq", 0))], time_s=_t(e), detail=f"row sum {z0:.4f}")])],
-                      checker="trace")
+    return _c2_result(Status.FAIL, f"{len(bad)} of {rows.size} scores picked from unnormalized vocabulary rows "
+                                   f"(sums {sums.min():.3f}..{sums.max():.3f})", msg,
+                      Evidence(where=_where(e), positions=_ints(np.sort(tb.pos[[b[0] for b in bad]])),
+                               events=[int(e.get("seq", 0))], time_s=_t(e), detail=f"row sum {z0:.4f}"))

@@ -18,12 +18,12 @@ import numpy as np
 
 from harness.errors import BadInput, HarnessError
 from harness.ledger import Ledger, read_ledger
-from harness.results import RuleResult
+from harness.results import RuleResult, Status
 from harness.rules import RuleParams, decided_by, load_rules, rule_order
 from harness.verdict.access import check_b4, check_d1, check_d2, check_d3
 from harness.verdict.analysis import Analysis, analyze
 from harness.verdict.budgets import ClaimedTraining, check_budget, late_train_reads, timing
-from harness.verdict.conditions import check_c1, check_c2, check_c3, check_c4
+from harness.verdict.conditions import C2_PREMISES, check_c1, check_c2, check_c3, check_c4
 from harness.verdict.integrity import apply as apply_integrity
 from harness.verdict.integrity import check_integrity
 from harness.verdict.passes import Printed
@@ -91,12 +91,17 @@ def judge(
         scale = str(rs.get("scale")) if rs is not None and rs.get("scale") else None
     tm = timing(ledger, phases)
     d2, d3 = check_d2(an), check_d3(an)
+    # C2's trace proof stands on these: the row fixed by earlier positions only (C1), no state trained on
+    # the target before its score (C3), on validation before the artifact (D1), the printed number the sum
+    # of these scores (C4)
+    premises = {"C1": check_c1(an), "C3": check_c3(an), "C4": check_c4(an, c4p, seq_lens, classes),
+                "D1": check_d1(an, params.get("D1", {}))}
     out = {
-        "C1": check_c1(an),
-        "C2": check_c2(an, params.get("C2", {})),
-        "C3": check_c3(an),
-        "C4": check_c4(an, c4p, seq_lens, classes),
-        "D1": check_d1(an, params.get("D1", {})),
+        "C1": premises["C1"],
+        "C2": check_c2(an, params.get("C2", {}), premises),
+        "C3": premises["C3"],
+        "C4": premises["C4"],
+        "D1": premises["D1"],
         "D2": d2,
         "D3": d3,
         "B4": check_b4(d2, d3),
@@ -115,6 +120,9 @@ def judge(
                   f"the tracer lost the provenance of {sum(lost.values())} op output(s) ({top}: the op's rule and "
                   f"its coarse fallback both failed); what they carried is unknown")
     out = dict(zip(out, apply_integrity(list(out.values()), integ)))
+    if out["C2"].status is Status.PASS and any(out[r].status is not Status.PASS for r in C2_PREMISES):
+        # a premise of C2's trace proof no longer passes (untrusted evidence): C2 goes back to the probe
+        out["C2"] = check_c2(an, params.get("C2", {}), None)
     results = []
     for rid in sorted(out, key=rule_order):
         if rid not in want:

@@ -82,15 +82,18 @@ class LedgerBuilder:
     # ---- tracer
     def score(self, positions: Iterable[int], nll: float | Sequence[float] = 2.0, dep: Sequence[int] | None = None,
               grad: bool = False, rank: int = 0, site: str | None = None, op: str = "cross_entropy",
-              zsum: Sequence[float] | None = None) -> list[int]:
-        """zsum: picks from rows that are not a distribution, each row's sum (as the tracer writes it)."""
+              zsum: Sequence[float] | None = None, norm: bool = False) -> list[int]:
+        """zsum: picks from rows that are not a distribution, each row's sum (as the tracer writes it);
+        norm: the picks are the target tokens' own entries of normalized full-vocabulary rows."""
         pos = [int(p) for p in positions]
         nlls = [float(nll)] * len(pos) if isinstance(nll, (int, float)) else [float(x) for x in nll]
         deps = [p - 1 for p in pos] if dep is None else [int(d) for d in dep]
         start = self._sid.get(rank, 0)
         sids = list(range(start, start + len(pos)))
         self._sid[rank] = start + len(pos)
-        extra = {} if zsum is None else {"zsum": [float(z) for z in zsum]}
+        extra: dict[str, Any] = {} if zsum is None else {"zsum": [float(z) for z in zsum]}
+        if norm:
+            extra["norm"] = True
         self.ev("score", rank, site, sid=list(sids), pos=pos, nll=nlls, dep=deps, grad=[grad] * len(pos), op=op, **extra)
         return sids
 

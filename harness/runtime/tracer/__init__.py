@@ -186,11 +186,27 @@ def _install(ctx: Any) -> Any:
             pos = apply_labels(np.arange(lo, lo + arr.numel(), dtype=np.int64), tr.labels)
             pos = pos.astype(np.int32).reshape(tuple(arr.shape))
             with tr.lock:
-                tr.store.write(tr.store.locate_tensor(arr), Prov(pos, pos.copy(), None))
+                loc = tr.store.locate_tensor(arr)
+                fresh = loc is not None and loc.key not in tr.store.entries
+                tr.store.write(loc, Prov(pos, pos.copy(), None))
+                _note_read(tr, loc, pos, arr, fresh)
             return arr
         if isinstance(arr, np.ndarray):
             return traced_numpy.tag_array(tr, arr, lo)
         return arr
+
+    def _note_read(tr: Tracer, loc: Any, pos: Any, arr: Any, fresh: bool) -> None:
+        """The read's tokens by position, and its block as raw (its traced elements are the tokens themselves)
+        when no other traced value shares the block."""
+        if tr.labels is not None or loc is None or arr.dtype.is_floating_point or arr.dtype.is_complex:
+            return
+        from harness.runtime.tracer.provenance import _covers_block
+        from harness.runtime.tracer.state import np_values
+
+        with tr.internal():
+            tr.note_tokens(pos, np_values(arr))
+        if arr.element_size() >= 2 and (fresh or _covers_block(loc)):
+            tr.store.raw.add(loc.key)
 
     _SAVED_TAG = ctx.tag_validation
     ctx.tag_validation = tag_validation

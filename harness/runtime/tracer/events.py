@@ -1,7 +1,9 @@
 """The tracer's ledger events: score, combine, consume, update, stats (fields as in harness.ledger).
 
 - score   sid, pos, nll, dep, grad, op     parallel lists, one event per op call (split at CHUNK); zsum (a
-                                          pick from rows that are not a distribution: each row's sum)
+                                          pick from rows that are not a distribution: each row's sum);
+                                          norm: true when every pick is the target token's own entry of a
+                                          normalized full-vocabulary row (the C2 proof's premise)
 - combine pos, sids, op                   sids: [sid_a, sid_b] pairs, parallel to pos
 - consume sids, value, op, numel          sids sorted; value: the number that left (a sum for
                                           several elements); numel: how many elements it was
@@ -112,12 +114,14 @@ class Emitter:
         self.ctx.emit(kind, site=site if site is not None else "", **fields)
 
     def score(self, sids: np.ndarray, pos: np.ndarray, nll: np.ndarray, dep: np.ndarray, grad: bool, op: str,
-              site: str | None, zsum: np.ndarray | None = None) -> None:
+              site: str | None, zsum: np.ndarray | None = None, norm: bool = False) -> None:
         sids, pos, nll, dep = (np.asarray(x).ravel() for x in (sids, pos, nll, dep))
         z = None if zsum is None else np.asarray(zsum, np.float64).ravel()
         for s in range(0, sids.size, CHUNK):
             sl = slice(s, s + CHUNK)
-            extra = {} if z is None else {"zsum": [None if x != x else float(x) for x in z[sl]]}
+            extra: dict[str, Any] = {} if z is None else {"zsum": [None if x != x else float(x) for x in z[sl]]}
+            if norm:
+                extra["norm"] = True
             self._emit(
                 "score", site, sid=sids[sl].tolist(), pos=pos[sl].tolist(),
                 nll=[float(x) for x in nll[sl].astype(np.float64)], dep=dep[sl].tolist(), grad=bool(grad), op=op,

@@ -141,6 +141,20 @@ def _merge_hull(tr: Tracer, ps: list[Prov]) -> Prov:
     return hull_prov(tr, ps, (), "tensor(list)")  # type: ignore[return-value]
 
 
+def _raw_data(tr: Tracer, data: Any, res: torch.Tensor) -> bool:
+    """A tensor made from an array or tensor of raw tokens (Store.raw) with an integer type for every id."""
+    ints = (torch.int64, torch.int32, torch.uint16) + ((torch.int16,) if tr.vocab and tr.vocab <= 32768 else ())
+    if res.dtype not in ints:
+        return False
+    if isinstance(data, np.ndarray):
+        loc = tr.store.locate_array(data)
+    elif isinstance(data, torch.Tensor):
+        loc = tr.store.locate_tensor(data)
+    else:
+        return False
+    return loc is not None and loc.key in tr.store.raw
+
+
 def _install_constructors(tr: Tracer) -> None:
     def wrap(name: str) -> None:
         orig = getattr(torch, name)
@@ -160,7 +174,11 @@ def _install_constructors(tr: Tracer) -> None:
                     tr.coarse[f"torch.{name}(list)"] += 1
                 loc = tr.store.locate_tensor(res)
                 if exact and p.lo.size == res.numel():
-                    tr.store.write(loc, fit(p, tuple(res.shape)))
+                    tr.store.raw_write = _raw_data(tr, data, res)  # the values themselves: raw stays raw
+                    try:
+                        tr.store.write(loc, fit(p, tuple(res.shape)))
+                    finally:
+                        tr.store.raw_write = False
                 else:
                     lo, hi = int(np.min(p.lo)) if p.lo.size else int(E_LO), int(np.max(p.hi)) if p.hi.size else int(E_HI)
                     sid = tr.bag_of(None if p.sid is None else np.asarray(p.sid))

@@ -272,6 +272,15 @@ class Store:
         # blocks whose reads are reported (Tracer: state written from validation), and the callback
         self.watched: dict[int, Any] = {}
         self.on_read: Any = None
+        # blocks every traced element of which holds the validation token of its own position, as an
+        # integer: the read itself and its pure integer copies (C2's proof needs the target picked by the
+        # token, not by a function of it). Any other write drops the block; ``raw_write`` is set by a caller
+        # whose write is such a copy of raw blocks only.
+        self.raw: set[int] = set()
+        self.raw_write = False
+        # blocks holding normalized raw picks as picked (ops/indexing.py), until anything writes to them:
+        # a log taken of such a block is the pick's own score (ops/common.derive)
+        self.picked: set[int] = set()
 
     # -- keys and lifetime -------------------------------------------------------------------------
     def _track(self, owner: Any) -> int:
@@ -288,6 +297,8 @@ class Store:
             self.on_read(w)
 
     def _drop(self, key: int) -> None:
+        self.raw.discard(key)
+        self.picked.discard(key)
         self.entries.pop(key, None)
         self.metas.pop(key, None)
         self._finalizers.pop(key, None)
@@ -295,6 +306,8 @@ class Store:
     def clear(self) -> None:
         self._finalizers.clear()  # a dropped weakref.ref never calls its callback
         self.watched.clear()
+        self.raw.clear()
+        self.picked.clear()
         self.entries.clear()
         self.metas.clear()
 
@@ -409,6 +422,15 @@ class Store:
         if loc is None:
             return
         e = self.entries.get(loc.key)
+        if self.picked:
+            self.picked.discard(loc.key)
+        if self.raw_write:
+            # a pure integer copy of raw blocks keeps (or, over the whole or a new block, makes) the block raw
+            if loc.key not in self.raw and (e is None or _covers_block(loc)):
+                self._track(loc.owner)
+                self.raw.add(loc.key)
+        elif self.raw and loc.key in self.raw:
+            self.raw.discard(loc.key)
         if e is None:
             if p is None or not (p.traced() or p.has_sid()):
                 return
@@ -453,6 +475,8 @@ class Store:
 
     def _write_mismatch(self, e: Entry, loc: Loc, p: Prov | None) -> None:
         self.coarse_views += 1
+        self.raw.discard(loc.key)
+        self.picked.discard(loc.key)
         first, last = self._byte_cover(e, loc)
         if p is None:
             if loc.itemsize >= e.itemsize:  # whole block elements overwritten
@@ -483,6 +507,8 @@ class Store:
         is assigned, not merged: an accumulation of scores into a table keeps the last ones only
         (its consume then misses ids: the verdict sees an incomplete pass, never a clean one).
         """
+        self.raw.discard(id(key_owner))
+        self.picked.discard(id(key_owner))
         e = self.entries.get(id(key_owner))
         if e is None:
             if not (p.traced() or p.has_sid()):
@@ -504,6 +530,9 @@ class Store:
             e.ensure_sid()[idx] = np.ascontiguousarray(np.broadcast_to(p.sid, shape)).ravel()
         elif e.sid is not None and not accumulate:
             e.sid[idx] = NO_SID
+
+    def is_raw(self, loc: Loc | None) -> bool:
+        return loc is not None and loc.key in self.raw and loc.key in self.entries
 
     def entry_for(self, loc: Loc) -> Entry | None:
         return self.entries.get(loc.key)

@@ -28,6 +28,8 @@ class ScoreBook:
     def __init__(self) -> None:
         self._pos = np.empty(1024, np.int64)
         self._dep = np.empty(1024, np.int64)
+        self._nll = np.empty(1024, np.float64)
+        self._norm = np.zeros(1024, bool)  # the score event's ``norm`` (a raw pick from a normalized row)
         self.n = 0
         self._members: list[np.ndarray] = []
         self._size: list[int] = []  # upper bound on each bag's number of sids
@@ -35,17 +37,34 @@ class ScoreBook:
         self._bag_dep: dict[int, int] = {}  # bag channel value -> largest dep of its scores
 
     # -- score ids -------------------------------------------------------------------------------------
-    def new(self, pos: np.ndarray, dep: np.ndarray | None = None) -> np.ndarray:
-        """Fresh sids for target positions ``pos`` (1-D), with the ``dep`` their events carry."""
+    def new(self, pos: np.ndarray, dep: np.ndarray | None = None, nll: np.ndarray | None = None,
+            norm: bool = False) -> np.ndarray:
+        """Fresh sids for target positions ``pos`` (1-D), with the ``dep``, ``nll`` and ``norm`` their events carry."""
         k = int(pos.size)
         while self.n + k > self._pos.size:
-            self._pos = np.concatenate([self._pos, np.empty(self._pos.size, np.int64)])
-            self._dep = np.concatenate([self._dep, np.empty(self._dep.size, np.int64)])
+            m = self._pos.size
+            self._pos = np.concatenate([self._pos, np.empty(m, np.int64)])
+            self._dep = np.concatenate([self._dep, np.empty(m, np.int64)])
+            self._nll = np.concatenate([self._nll, np.empty(m, np.float64)])
+            self._norm = np.concatenate([self._norm, np.zeros(m, bool)])
         sids = np.arange(self.n, self.n + k, dtype=np.int64)
-        self._pos[self.n : self.n + k] = pos.ravel()
-        self._dep[self.n : self.n + k] = -1 if dep is None else np.asarray(dep).ravel()
+        sl = slice(self.n, self.n + k)
+        self._pos[sl] = pos.ravel()
+        self._dep[sl] = -1 if dep is None else np.asarray(dep).ravel()
+        self._nll[sl] = np.nan if nll is None else np.asarray(nll, np.float64).ravel()
+        self._norm[sl] = norm
         self.n += k
         return sids
+
+    def same_normalized(self, sids: np.ndarray, nll: np.ndarray) -> bool:
+        """Every sid (plain, >= 0) is a ``norm`` score whose NLL is ``nll`` (a log taken of the picked value
+        itself, not of a value changed after the pick)."""
+        sids = np.asarray(sids, np.int64).ravel()
+        if not sids.size or int(sids.min()) < 0:
+            return False
+        nll = np.asarray(nll, np.float64).ravel()
+        old = self._nll[sids]
+        return bool(self._norm[sids].all() and (np.abs(old - nll) <= 1e-9 * np.maximum(1.0, np.abs(nll))).all())
 
     def pos_of(self, sids: np.ndarray) -> np.ndarray:
         return self._pos[np.asarray(sids, np.int64)]

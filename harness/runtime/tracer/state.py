@@ -47,6 +47,9 @@ class Tracer:
         self.epoch = 0  # number of score events so far: "born before the last score" = persistent
         self.vocab = vocab_from(ctx)
         self.labels: np.ndarray | None = None  # position -> label in the score-order replay (tracer/__init__)
+        # the served validation token at each position read (-1: not read): a pick's index is the target
+        # token itself only if its values are these (harness.verdict's C2 proof)
+        self.tokens = np.full(0, -1, np.int64)
         self.traced_ops = 0
         self.fast_ops = 0
         self.handler_counts: Counter[str] = Counter()  # by handler kind (stats: rule_counts)
@@ -216,13 +219,43 @@ class Tracer:
             self.emitter.combine(combos, op, self.site())
         return out.reshape(out_shape)
 
+    # -- the served tokens and raw picks -------------------------------------------------------------
+    def note_tokens(self, pos: np.ndarray, values: np.ndarray) -> None:
+        """Validation tokens as read: values[i] is the token at stream position pos[i] (pos < 0: a header)."""
+        pos = np.asarray(pos, np.int64).ravel()
+        vals = np.asarray(values).astype(np.int64, copy=False).ravel()
+        keep = pos >= 0
+        pos, vals = pos[keep], vals[keep]
+        if not pos.size:
+            return
+        top = int(pos.max()) + 1
+        if top > self.tokens.size:
+            self.tokens = np.concatenate([self.tokens, np.full(top - self.tokens.size, -1, np.int64)])
+        self.tokens[pos] = vals
+
+    def raw_pick(self, index: Any, values: np.ndarray, pos: np.ndarray) -> bool:
+        """The target index of a pick is the target token itself, not a function of it: its block holds the
+        read tokens or pure integer copies of them (Store.raw), and its values are the tokens served at the
+        picked positions. Only then does the pick give, for every candidate token v, the row's entry v."""
+        if self.labels is not None or not isinstance(index, torch.Tensor):
+            return False  # a relabeled replay's positions are not stream positions
+        if not self.store.is_raw(self.store.locate_tensor(index)):
+            return False
+        pos = np.asarray(pos, np.int64).ravel()
+        vals = np.asarray(values).astype(np.int64, copy=False).ravel()
+        if not pos.size or pos.size != vals.size or int(pos.min()) < 0 or int(pos.max()) >= self.tokens.size:
+            return False
+        want = self.tokens[pos]
+        return bool((want >= 0).all() and (want == vals).all())
+
     # -- scores --------------------------------------------------------------------------------------
     def new_scores(self, pos: np.ndarray, nll: np.ndarray, dep: np.ndarray, grad: bool, op: str,
-                   zsum: np.ndarray | None = None) -> np.ndarray:
-        """zsum: for picks from rows that are not a normalized distribution, each row's sum (NaN: unknown)."""
-        sids = self.book.new(np.asarray(pos, np.int64).ravel(), np.asarray(dep, np.int64).ravel())
+                   zsum: np.ndarray | None = None, norm: bool = False) -> np.ndarray:
+        """zsum: for picks from rows that are not a normalized distribution, each row's sum (NaN: unknown).
+        norm: every pick is the target token's own entry (raw_pick) of a normalized full-vocabulary row."""
+        sids = self.book.new(np.asarray(pos, np.int64).ravel(), np.asarray(dep, np.int64).ravel(), nll, norm)
         if sids.size:
-            self.emitter.score(sids, pos, nll, dep, grad, op, self.site(), zsum=zsum)
+            self.emitter.score(sids, pos, nll, dep, grad, op, self.site(), zsum=zsum, norm=norm)
             self.epoch += 1
         return sids
 

@@ -121,6 +121,48 @@ def _any_traced(entries: dict[int, Any], args: tuple[Any, ...], kwargs: dict[str
     return False
 
 
+# handler kinds whose outputs are the inputs' values moved (copy, movement) or picked by an index
+# (the data argument's values): a pure integer copy of raw validation tokens stays raw (Store.raw)
+_COPY_KINDS = frozenset({"copy", "movement"})
+_PICK_KINDS = frozenset({"index", "index_select", "gather", "take"})
+
+
+def _tensors_in(xs: Any) -> list[torch.Tensor]:
+    out: list[torch.Tensor] = []
+    for a in xs:
+        if isinstance(a, torch.Tensor):
+            out.append(a)
+        elif isinstance(a, (list, tuple)):
+            out.extend(x for x in a if isinstance(x, torch.Tensor))
+    return out
+
+
+def _raw_copy(tr: Tracer, kind: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> bool:
+    """The op writes only integer copies of raw blocks' values (wide enough for every token id)."""
+    raw = tr.store.raw
+    if not raw or (kind not in _COPY_KINDS and kind not in _PICK_KINDS):
+        return False
+    ints = (torch.int64, torch.int32, torch.uint16) + ((torch.int16,) if tr.vocab and tr.vocab <= 32768 else ())
+    outs = _tensors_in(out if isinstance(out, (list, tuple)) else (out,))
+    if not outs or any(o.dtype not in ints for o in outs):
+        return False
+    given = list(args) + list(kwargs.values())
+    data, rest = (given, []) if kind in _COPY_KINDS else (given[:1], given[1:])
+    entries, n_raw = tr.store.entries, 0
+    for t in _tensors_in(data):
+        owner = tr.store.tensor_owner(t)
+        if owner is None or id(owner) not in entries:
+            continue
+        if id(owner) not in raw:
+            return False
+        n_raw += 1
+    for t in _tensors_in(rest):  # an index computed from validation values picks by them: not a copy
+        owner = tr.store.tensor_owner(t)
+        if owner is not None and id(owner) in entries:
+            return False
+    return n_raw > 0
+
+
 def apply(tr: Tracer, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
     """Run the op's provenance handler (the op itself already ran)."""
     info, h, _ = _entry(func)
@@ -129,8 +171,10 @@ def apply(tr: Tracer, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], 
     with tr.internal():
         call = ops.OpCall(tr, func, info, args, kwargs, out)
         try:
+            tr.store.raw_write = _raw_copy(tr, info.kind, args, kwargs, out)
             h(call)
         except Exception as e:  # noqa: BLE001 - a handler bug must not kill the script: widen instead
+            tr.store.raw_write = False
             if tr.strict:
                 raise
             tr.coarse[f"rule_error:{info.short}:{type(e).__name__}"] += 1
@@ -139,3 +183,5 @@ def apply(tr: Tracer, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], 
                 ops.h_unhandled(fallback)
             except Exception as e2:  # noqa: BLE001
                 tr.coarse[f"untraced_output:{info.short}:{type(e2).__name__}"] += 1
+        finally:
+            tr.store.raw_write = False

@@ -78,7 +78,10 @@ def select(cond: np.ndarray, a: Prov | None, b: Prov | None, shape: tuple[int, .
     return Prov(lo, hi, sid)
 
 
-def derive(tr: Tracer, xs: np.ndarray, vals: np.ndarray, xhi: np.ndarray, p: Prov, op: str, grad: bool) -> Prov:
+def derive(tr: Tracer, xs: np.ndarray, vals: np.ndarray, xhi: np.ndarray, p: Prov, op: str, grad: bool,
+           src_key: int | None = None) -> Prov:
+    """New scores for the log of values made of scores. ``src_key``: the block of the values the log was
+    taken of; when it holds normalized raw picks as picked (Store.picked), the new scores keep ``norm``."""
     # any positive value: an unnormalized "probability" (> 1) is still what the script scores with
     cand = (xs != NO_SID) & (vals > 0) & np.isfinite(vals)
     if not cand.any():
@@ -99,7 +102,9 @@ def derive(tr: Tracer, xs: np.ndarray, vals: np.ndarray, xhi: np.ndarray, p: Pro
     # what the value depends on, and what the scores it is made of depended on (a gated mixture)
     dep = np.maximum(xhi[sel].astype(np.int64), tr.book.max_dep(sv[ok]))
     dep[dep < 0] = -1
-    sids = tr.new_scores(pos[ok], nll, dep, grad, op)
+    # -log of a normalized pick's own value is that pick's score: it keeps the pick's ``norm``
+    norm = src_key is not None and src_key in tr.store.picked and tr.book.same_normalized(sv[ok], nll)
+    sids = tr.new_scores(pos[ok], nll, dep, grad, op, norm=norm)
     sid = np.array(p.sid, np.int64, copy=True)
     sid[sel] = sids
     # a value made of several scores of its position (max over passes, then log): the new score

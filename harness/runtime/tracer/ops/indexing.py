@@ -81,8 +81,11 @@ def infer_distribution(src: torch.Tensor) -> tuple[str, int] | None:
 
 
 def _score_selection(c: OpCall, out: torch.Tensor, p: Prov, tpos: Prov, mark: tuple[str, int],
-                     zsum: np.ndarray | None = None) -> Prov:
-    """Selected entries of a log-prob / prob distribution at target positions become scores."""
+                     zsum: np.ndarray | None = None, index: torch.Tensor | None = None,
+                     index_vals: np.ndarray | None = None) -> Prov:
+    """Selected entries of a log-prob / prob distribution at target positions become scores.
+    ``index`` / ``index_vals``: the target index tensor and its values laid out like ``out`` (for the
+    score event's ``norm``: the pick is the target token's own entry, Tracer.raw_pick)."""
     tr = c.tr
     shape = tuple(out.shape)
     tlo = np.broadcast_to(tpos.lo, shape)
@@ -101,10 +104,22 @@ def _score_selection(c: OpCall, out: torch.Tensor, p: Prov, tpos: Prov, mark: tu
         z = zsum[m] if zsum is not None else np.full(int(m.sum()), np.nan)
         sids = tr.new_scores(tlo[m], nll, dep, grad, c.short, zsum=z)
     else:
-        sids = tr.new_scores(tlo[m], nll, dep, grad, c.short)
+        norm = (tr.vocab is not None and mark[1] == tr.vocab and index is not None and index_vals is not None
+                and tr.raw_pick(index, np.broadcast_to(index_vals, shape)[m], tlo[m]))
+        sids = tr.new_scores(tlo[m], nll, dep, grad, c.short, norm=norm)
+        if norm:
+            c.picked = out  # the caller marks the output's block once its provenance is written
     sid = filled(shape, NO_SID, np.int64) if p.sid is None else np.array(np.broadcast_to(p.sid, shape), np.int64)
     sid[m] = sids
     return Prov(np.broadcast_to(p.lo, shape), np.broadcast_to(p.hi, shape), sid)
+
+
+def _mark_picked(c: OpCall) -> None:
+    out = getattr(c, "picked", None)
+    if out is not None:
+        loc = c.tr.store.locate_tensor(out)
+        if loc is not None and loc.offset == 0 and loc.key in c.tr.store.entries:
+            c.tr.store.picked.add(loc.key)
 
 
 @handler("gather")
@@ -121,8 +136,9 @@ def h_gather(c: OpCall) -> None:
         base = p if p is not None else Prov(filled(shape, E_LO, np.int32), filled(shape, E_HI, np.int32), None)
         if mark is not None:
             zs = _row_sums(src, shape) if mark[0] == "punnorm" else None
-            base = _score_selection(c, out, base, ip, mark, zs)  # type: ignore[arg-type]
+            base = _score_selection(c, out, base, ip, mark, zs, index, np_values(index))  # type: ignore[arg-type]
         c.assign(out, base if (p is not None or mark is not None) else None)
+        _mark_picked(c)
         return
     c.assign(out, c.tr.union([p, ip], shape, c.short))
 
@@ -153,6 +169,8 @@ def h_index(c: OpCall) -> None:
     (p,) = replay(c, {"self"}) if c.p(src) is not None else (None,)
     extra: list[Prov | None] = []
     target: Prov | None = None
+    target_ix: torch.Tensor | None = None
+    target_vals: np.ndarray | None = None
     mark = None
     layout = adv_layout(indices, len(shape))
     has_bool = any(isinstance(x, torch.Tensor) and x.dtype in (torch.bool, torch.uint8) for x in indices)
@@ -170,14 +188,17 @@ def h_index(c: OpCall) -> None:
         placed = place(ip, layout[0], layout[1], shape)
         if excl:
             if mk is not None:
-                target, mark = placed, mk
+                target, mark, target_ix = placed, mk, ix
+                v = np_values(ix).astype(np.int32)  # the index's values, laid out like the output
+                target_vals = place(Prov(v, v, None), layout[0], layout[1], shape).lo
             continue
         extra.append(placed)
     res = c.tr.union([p] + extra, shape, c.short)
     if target is not None and mark is not None:
         base = res if res is not None else Prov(filled(shape, E_LO, np.int32), filled(shape, E_HI, np.int32), None)
-        res = _score_selection(c, out, base, target, mark)
+        res = _score_selection(c, out, base, target, mark, None, target_ix, target_vals)
     c.assign(out, res)
+    _mark_picked(c)
 
 
 @handler("index_select")

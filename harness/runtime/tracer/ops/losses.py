@@ -61,7 +61,11 @@ def h_nll(c: OpCall) -> None:
             pos = np.broadcast_to(tp.hi, tshape)[m].astype(np.int64)
             grad = torch.is_grad_enabled() and x.requires_grad
             op = "nll_loss2d" if "2d" in c.short else "nll_loss"
-            sids = tr.new_scores(pos, nll, dep, grad, op)
+            # C2's premise: log-probs of a log_softmax over the whole vocabulary, picked by the token itself
+            norm = (w is None and cdim == x.dim() - 1 and tr.vocab is not None and C == tr.vocab
+                    and c.mark_of(x) == ("logp", C)
+                    and tr.raw_pick(target, np.broadcast_to(tv, tshape)[m], pos))
+            sids = tr.new_scores(pos, nll, dep, grad, op, norm=norm)
             sid = filled(tshape, NO_SID, np.int64)
             sid[m] = sids
     if el is None and sid is None:

@@ -129,7 +129,10 @@ def derived_scores(c: OpCall, x: torch.Tensor, p: Prov, shape: tuple[int, ...], 
     if c.is_dest(x):  # log_ in place: x now holds the log; its input was base ** x
         base = {"log_": math.e, "log2_": 2.0, "log10_": 10.0}.get(c.short, math.e)
         vals = np.power(base, vals)
-    return derive(tr, xs, vals, np.broadcast_to(xp.hi, shape), p, op, torch.is_grad_enabled() and x.requires_grad)
+    loc = tr.store.locate_tensor(x)
+    key = None if loc is None or c.is_dest(x) else loc.key
+    return derive(tr, xs, vals, np.broadcast_to(xp.hi, shape), p, op, torch.is_grad_enabled() and x.requires_grad,
+                  key)
 
 
 @handler("pointwise")

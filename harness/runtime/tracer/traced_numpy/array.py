@@ -89,6 +89,34 @@ def _materialize(tr: Any, a: np.ndarray) -> None:
                    Prov(filled(root.shape, lo, np.int32), filled(root.shape, hi, np.int32), None))
 
 
+def raw_result(tr: Any, ins: list[np.ndarray], res: Any) -> bool:
+    """``res`` is an integer copy of raw blocks' values (Store.raw): every traced input is raw, and the
+    result's integer type holds every token id."""
+    raw = tr.store.raw
+    if not raw or not isinstance(res, np.ndarray) or res.dtype.kind not in "iu":
+        return False
+    if res.itemsize < 2 or (res.dtype == np.int16 and not (tr.vocab and tr.vocab <= 32768)):
+        return False
+    n = 0
+    for a in ins:
+        loc = tr.store.locate_array(a) if isinstance(a, np.ndarray) else None
+        if loc is None or loc.key not in tr.store.entries:
+            continue
+        if loc.key not in raw:
+            return False
+        n += 1
+    return n > 0
+
+
+def _wrap_copy(tr: Any, ins: list[np.ndarray], res: Any, p: Prov | None) -> Any:
+    """_wrap for a copy of ``ins``' values: the result stays raw when they were (raw_result)."""
+    tr.store.raw_write = raw_result(tr, ins, res)
+    try:
+        return _wrap(tr, res, p)
+    finally:
+        tr.store.raw_write = False
+
+
 def _check_update(tr: Any, a: np.ndarray, p: Prov | None, op: str) -> None:
     if p is None:
         return
@@ -311,7 +339,7 @@ class TracedArray(np.ndarray):
                 newp = fit(p, res.shape)
             else:
                 newp = Prov(how(np.asarray(p.lo)), how(np.asarray(p.hi)), None if p.sid is None else how(np.asarray(p.sid)))
-            return _wrap(tr, res, newp)
+            return _wrap_copy(tr, [self], res, newp)
         return g.fallback(res)
 
     def astype(self, *a: Any, **k: Any) -> Any:

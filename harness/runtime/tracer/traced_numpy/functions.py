@@ -10,7 +10,7 @@ import numpy as np
 
 from harness.runtime.tracer.ops.common import decode_channel, encode_channel, fit, hull_prov, select
 from harness.runtime.tracer.provenance import E_HI, E_LO, Prov, broadcast, filled
-from harness.runtime.tracer.traced_numpy.array import TracedArray, _is_view_of, _raw, _wrap, _write
+from harness.runtime.tracer.traced_numpy.array import TracedArray, _is_view_of, _raw, _wrap, _wrap_copy, _write
 from harness.runtime.tracer.traced_numpy.ufuncs import _np_matmul
 
 
@@ -73,7 +73,7 @@ def _replay(tr: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: di
                      decode_channel(parts["sid"], "sid") if "sid" in parts else None)
             if isinstance(r, TracedArray) and _is_view_of(r, ins[0]) if ins else False:
                 return r
-            return _wrap(tr, r, p)
+            return _wrap_copy(tr, ins, r, p)
         if isinstance(r, (list, tuple)):
             return type(r)(build(x, {k: v[i] for k, v in parts.items()}) for i, x in enumerate(r))
         return r

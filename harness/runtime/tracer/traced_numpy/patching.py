@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from harness.runtime.tracer.ops.common import fit, hull_prov
-from harness.runtime.tracer.provenance import Prov, apply_labels
+from harness.runtime.tracer.provenance import Prov, _covers_block, apply_labels
 from harness.runtime.tracer.traced_numpy import array as traced_array
 from harness.runtime.tracer.traced_numpy.array import (
     TracedArray, _HandlerGuard, _is_view_of, _root, _wrap, active, as_traced,
@@ -124,7 +124,14 @@ def tag_array(tr: Any, arr: np.ndarray, lo: int) -> np.ndarray:
         raise OverflowError("validation positions beyond int32")
     p = Prov(pos.astype(np.int32).reshape(arr.shape), pos.astype(np.int32).reshape(arr.shape), None)
     with tr.lock:
-        tr.store.write(tr.store.locate_array(arr), p)
+        loc = tr.store.locate_array(arr)
+        fresh = loc is not None and loc.key not in tr.store.entries
+        tr.store.write(loc, p)
+        if getattr(tr, "labels", None) is None and loc is not None and arr.dtype.kind in "iu":
+            with tr.internal():
+                tr.note_tokens(pos, np.asarray(arr))  # the read's tokens; its block as raw (Tracer.raw_pick)
+            if arr.itemsize >= 2 and (fresh or _covers_block(loc)):
+                tr.store.raw.add(loc.key)
     t = as_traced(arr)
     t.__dict__.pop("_tr_src", None)
     return t

@@ -140,7 +140,9 @@ def _derive(tr: Any, x: np.ndarray, p: Prov, shape: tuple[int, ...]) -> Prov:
     if xp is None or xp.sid is None or p.sid is None:
         return p
     vals = np.broadcast_to(np.asarray(_raw(x), np.float64), shape)
-    return derive(tr, np.broadcast_to(xp.sid, shape), vals, np.broadcast_to(xp.hi, shape), p, "np.log", False)
+    loc = tr.store.locate_array(x)
+    return derive(tr, np.broadcast_to(xp.sid, shape), vals, np.broadcast_to(xp.hi, shape), p, "np.log", False,
+                  None if loc is None else loc.key)
 
 
 def _ufunc_at(tr: Any, uf: np.ufunc, inputs: tuple[Any, ...]) -> None:
