@@ -137,31 +137,37 @@ PB = np.r_[0, np.full(N - 1, 3)]
 
 
 def _c2(norm: list[bool], dep_shift: int = 1, artifact: bool = True, twice: bool = False,
-        update_first: bool = False) -> RuleResult:
+        update_first: bool = False, early_read: bool = False, cut: int = 0) -> RuleResult:
     """C2 of a hand-written pass of two score events (positions 1..32, 33..64).
     twice: a second pass over the same positions adds to the printed number (C4 FAIL);
-    update_first: a TTT step on the first chunk before its score (C3 FAIL); no artifact: D1 undecided."""
+    update_first: a TTT step on the first chunk before its score (C3 FAIL); no artifact: D1 undecided;
+    early_read: validation loaded before the artifact, used by no update (D1 WARN);
+    cut: the last `cut` targets left unscored, no sequence length explaining it (C4 WARN)."""
+    return _judge(norm, dep_shift, artifact, twice, update_first, early_read, cut).result("C2")
+
+
+def _judge(norm: list[bool], dep_shift: int = 1, artifact: bool = True, twice: bool = False,
+           update_first: bool = False, early_read: bool = False, cut: int = 0) -> Any:
     b = LedgerBuilder()
     b.run_start()
     b.train_read(site="train_gpt.py:64")
+    if early_read:
+        b.read(0, N, site="train_gpt.py:66")
     if artifact:
         b.artifact_write(site="train_gpt.py:226")
     b.read(0, N, site="train_gpt.py:70")
     nll = np.random.default_rng(5).uniform(0.5, 4.0, size=N)
     for _ in range(2 if twice else 1):
         for k, flag in enumerate(norm):
-            ps = list(range(1 + 32 * k, 33 + 32 * k))
+            ps = list(range(1 + 32 * k, 33 + 32 * k - (cut if k == len(norm) - 1 else 0)))
             if update_first and k == 0:
                 b.update(0, 32, site="train_gpt.py:210")
             s = b.score(ps, [nll[p] for p in ps], dep=[p - dep_shift for p in ps], site="train_gpt.py:188",
                         norm=flag)
             b.consume(s, site="train_gpt.py:200")
-    pos = np.concatenate([np.arange(1, 1 + 32 * len(norm))] * (2 if twice else 1))
+    pos = np.concatenate([np.arange(1, 1 + 32 * len(norm) - cut)] * (2 if twice else 1))
     b.reported("final", float(nll[pos].mean()), float(nll[pos].sum() / np.log(2.0) / PB[pos].sum()))
-    v = judge(b.ledger(), printed=b.printed(), val_tokens=VT, pos_bytes=PB, seq_lens=[32])
-    r = v.result("C2")
-    assert r is not None
-    return r
+    return judge(b.ledger(), printed=b.printed(), val_tokens=VT, pos_bytes=PB, seq_lens=[32])
 
 
 def test_verdict_passes_c2_only_when_every_reported_score_is_normalized() -> None:
@@ -176,6 +182,18 @@ def test_the_c2_proof_needs_each_premise() -> None:
     assert _c2([True, True], twice=True).status is not Status.PASS  # two passes summed (C4)
     assert _c2([True, True], update_first=True).status is not Status.PASS  # trained on it first (C3)
     assert _c2([True, True], artifact=False).status is not Status.PASS  # D1 undecided
+
+
+def test_a_premise_warned_on_an_accepted_shape_keeps_the_proof() -> None:
+    """Real accepted records load validation before training (D1 WARN) and cut or re-score the tail (C4
+    WARN); neither changes a score's row, so C2 still PASSes, and says which premise warned."""
+    for kw, rule in (({"early_read": True}, "D1"), ({"cut": 4}, "C4")):
+        v = _judge([True, True], **kw)
+        assert v.result(rule).status is Status.WARN, (rule, v.result(rule).summary)
+        c2 = v.result("C2")
+        assert c2.status is Status.PASS and f"{rule} WARN" in c2.summary
+    v = _judge([True, True], early_read=True, update_first=True)  # a WARN elsewhere does not hide a FAIL
+    assert v.result("C3").status is Status.FAIL and v.result("C2").status is not Status.PASS
 
 
 def test_a_probe_that_cannot_decide_keeps_the_traces_c2_pass_and_a_probe_fail_wins() -> None:

@@ -725,7 +725,7 @@ def check_c2(an: Analysis, params: Mapping[str, Any], premises: Mapping[str, Rul
     """A negative NLL (a probability above 1) or a pick from an unnormalized row is a FAIL. The trace PASSes
     C2 by the rule's own words when every score of the reported pass is -log of the target token's own entry
     (picked by the token itself: Tracer.raw_pick) in a normalized row over the whole vocabulary, and the
-    ``premises`` C1, C3, C4 and D1 passed: the row then depends only on earlier positions and on state no
+    ``premises`` C1, C3, C4 and D1 passed (or WARNed on an accepted shape): the row then depends only on earlier positions and on state no
     validation token trained before its score, and the printed number is the plain sum of these scores.
     Whatever token stood at t, it would have been scored from the same row, which sums to 1. Otherwise the
     normalization probe decides."""
@@ -757,9 +757,18 @@ def check_c2(an: Analysis, params: Mapping[str, Any], premises: Mapping[str, Rul
 C2_PREMISES = ("C1", "C3", "C4", "D1")
 
 
+def c2_premises_hold(premises: Mapping[str, RuleResult] | None) -> bool:
+    """Each premise of C2's trace proof PASSed, or WARNed: a WARN of these rules is a shape the maintainers
+    accepted (a later document's opening BOS already scored, a sliding window's tail re-scored from the same
+    state, the last few targets cut, validation loaded early but used by no update), and none of them changes
+    the row a score is picked from; each score's own dep < pos is still checked."""
+    return premises is not None and all(
+        premises.get(r) is not None and premises[r].status in (Status.PASS, Status.WARN) for r in C2_PREMISES)
+
+
 def _normalized_picks(an: Analysis, rows: np.ndarray, premises: Mapping[str, RuleResult]) -> RuleResult | None:
     """C2 PASS from the trace (see check_c2), or None when any premise is missing."""
-    if any(premises.get(r) is None or premises[r].status is not Status.PASS for r in C2_PREMISES):
+    if not c2_premises_hold(premises):
         return None
     if precondition(an, "C2") is not None:
         return None
@@ -780,8 +789,14 @@ def _normalized_picks(an: Analysis, rows: np.ndarray, premises: Mapping[str, Rul
            f"only on earlier positions (C1) and on state no validation token trained before its score (C3, D1), "
            f"and the printed number is the sum of these scores (C4): whatever token stood there, it would have "
            f"been scored from the same row, which sums to 1.")
+    warned = [r for r in C2_PREMISES if premises[r].status is Status.WARN]
+    if warned:
+        msg += (f" {', '.join(warned)} WARN{'s' if len(warned) == 1 else ''} on a shape the maintainers accepted "
+                f"(see {'its' if len(warned) == 1 else 'their'} row{'s' if len(warned) > 1 else ''}), which leaves "
+                f"each score's row as it is.")
     return _c2_result(Status.PASS, f"every score is a normalized full-vocabulary row's entry for the target token "
-                                   f"itself; {_pass_desc(an)}", msg,
+                                   f"itself; {_pass_desc(an)}"
+                                   + (f"; premises {', '.join(warned)} WARN (accepted)" if warned else ""), msg,
                       Evidence(where=_where(e0), positions=_ints(np.sort(pos)[:5]),
                                events=[int(e.get("seq", 0)) for e in events[:5]], time_s=_t(e0),
                                detail=f"{orders.size} score events, each marked norm"))

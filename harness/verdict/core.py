@@ -23,7 +23,7 @@ from harness.rules import RuleParams, decided_by, load_rules, rule_order
 from harness.verdict.access import check_b4, check_d1, check_d2, check_d3
 from harness.verdict.analysis import Analysis, analyze
 from harness.verdict.budgets import ClaimedTraining, check_budget, late_train_reads, timing
-from harness.verdict.conditions import C2_PREMISES, check_c1, check_c2, check_c3, check_c4
+from harness.verdict.conditions import c2_premises_hold, check_c1, check_c2, check_c3, check_c4
 from harness.verdict.integrity import apply as apply_integrity
 from harness.verdict.integrity import check_integrity
 from harness.verdict.passes import Printed
@@ -120,7 +120,7 @@ def judge(
                   f"the tracer lost the provenance of {sum(lost.values())} op output(s) ({top}: the op's rule and "
                   f"its coarse fallback both failed); what they carried is unknown")
     out = dict(zip(out, apply_integrity(list(out.values()), integ)))
-    if out["C2"].status is Status.PASS and any(out[r].status is not Status.PASS for r in C2_PREMISES):
+    if out["C2"].status is Status.PASS and not c2_premises_hold(out):
         # a premise of C2's trace proof no longer passes (untrusted evidence): C2 goes back to the probe
         out["C2"] = check_c2(an, params.get("C2", {}), None)
     results = []
