@@ -725,10 +725,10 @@ def check_c2(an: Analysis, params: Mapping[str, Any], premises: Mapping[str, Rul
     """A negative NLL (a probability above 1) or a pick from an unnormalized row is a FAIL. The trace PASSes
     C2 by the rule's own words when every score of the reported pass is -log of the target token's own entry
     (picked by the token itself: Tracer.raw_pick) in a normalized row over the whole vocabulary, and the
-    ``premises`` C1, C3, C4 and D1 passed (or WARNed on an accepted shape): the row then depends only on earlier positions and on state no
-    validation token trained before its score, and the printed number is the plain sum of these scores.
-    Whatever token stood at t, it would have been scored from the same row, which sums to 1. Otherwise the
-    normalization probe decides."""
+    ``premises`` C1, C3, C4 and D1 passed (or WARNed on an accepted shape): the row then depends only on
+    positions scored before it and on state no validation token trained before its score, and the printed
+    number is the plain sum of these scores. Whatever token stood at t, it would have been scored from the
+    same row, which sums to 1. Otherwise the normalization probe decides."""
     rows = an.pass_rows
     if rows is not None and rows.size:
         tol = float(params["normalization_tolerance"])
@@ -761,7 +761,7 @@ def c2_premises_hold(premises: Mapping[str, RuleResult] | None) -> bool:
     """Each premise of C2's trace proof PASSed, or WARNed: a WARN of these rules is a shape the maintainers
     accepted (a later document's opening BOS already scored, a sliding window's tail re-scored from the same
     state, the last few targets cut, validation loaded early but used by no update), and none of them changes
-    the row a score is picked from; each score's own dep < pos is still checked."""
+    the row a score is picked from."""
     return premises is not None and all(
         premises.get(r) is not None and premises[r].status in (Status.PASS, Status.WARN) for r in C2_PREMISES)
 
@@ -773,8 +773,10 @@ def _normalized_picks(an: Analysis, rows: np.ndarray, premises: Mapping[str, Rul
     if precondition(an, "C2") is not None:
         return None
     tb = an.tables
-    pos, dep = tb.pos[rows], tb.dep[rows]
-    if not ((dep < pos).all() and (pos >= 1).all()):
+    pos = tb.pos[rows]
+    # C1 already holds each row to positions scored before its own (dep < pos, or the score-order replay for
+    # phased TTT, whose rows depend on later documents scored first); position 0 has no row before it
+    if not (pos >= 1).all():
         return None
     orders = np.unique(tb.order[rows])
     events = [an.event(int(o)) for o in orders.tolist()]
@@ -786,9 +788,9 @@ def _normalized_picks(an: Analysis, rows: np.ndarray, premises: Mapping[str, Rul
     msg = (f"each of the {rows.size} scores of the reported pass is -log of the target token's own entry (picked "
            f"by the token as read, through integer copies only) in a normalized row over the whole vocabulary "
            f"({', '.join(ops)} at {', '.join(sites[:3])}{' ...' if len(sites) > 3 else ''}); that row depends "
-           f"only on earlier positions (C1) and on state no validation token trained before its score (C3, D1), "
-           f"and the printed number is the sum of these scores (C4): whatever token stood there, it would have "
-           f"been scored from the same row, which sums to 1.")
+           f"only on positions scored before it (C1) and on state no validation token trained before its score "
+           f"(C3, D1), and the printed number is the sum of these scores (C4): whatever token stood there, it "
+           f"would have been scored from the same row, which sums to 1.")
     warned = [r for r in C2_PREMISES if premises[r].status is Status.WARN]
     if warned:
         msg += (f" {', '.join(warned)} WARN{'s' if len(warned) == 1 else ''} on a shape the maintainers accepted "
