@@ -52,6 +52,19 @@ def test_windows_copied_into_a_fresh_buffer_stay_the_token(trace: Trace) -> None
     assert _norms(trace) == [True]
 
 
+def test_a_padded_window_scores_its_valid_targets_as_normalized_picks(trace: Trace) -> None:
+    """Per-document windows pad their tail: y = torch.where(valid, window, 0), valid from the window's length
+    (plain integers). The padding is no token (no score); every valid target stays the token itself."""
+    toks = trace.ttokens(17)
+    x, y = toks[:-1], toks[1:]
+    valid = torch.arange(16) < 11
+    yp = torch.where(valid, y, 0)
+    F.cross_entropy(_logits(x), yp, reduction="none")[:11].sum().item()
+    ev = trace.events("score")
+    assert ev and all(e.get("norm") is True for e in ev)
+    assert sum(len(e["pos"]) if isinstance(e["pos"], list) else 1 for e in ev) == 11
+
+
 # a transform of the target index before the pick: the first keep the token, the others are functions of it
 _SAME: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "clone": lambda y: y.clone(),
@@ -59,6 +72,9 @@ _SAME: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "cat": lambda y: torch.cat([y[:8], y[8:]]),
     "flip2": lambda y: y.flip(0).flip(0),
     "index": lambda y: y[torch.arange(y.numel())],
+    # a window padded by a condition no token shaped (every element valid here)
+    "where_pad": lambda y: torch.where(torch.arange(y.numel()) < y.numel(), y, 0),
+    "masked_fill": lambda y: y.masked_fill(torch.arange(y.numel()) >= y.numel(), 0),
 }
 _CHANGED: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "hash": lambda y: (y * 7 + 3) % V,
@@ -67,6 +83,10 @@ _CHANGED: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "float": lambda y: y.float().long(),
     "inplace": lambda y: y.clone().mul_(1),
     "by_values": lambda y: torch.arange(V)[y],  # an index picked by the tokens: the same values, not a copy
+    # a select whose condition the tokens shaped, or whose other side is computed: the same values here
+    "where_by_token": lambda y: torch.where(y >= 0, y, 0),
+    "where_other": lambda y: torch.where(torch.arange(y.numel()) < y.numel(), y, y * 1),
+    "masked_by_token": lambda y: y.masked_fill(y < 0, 0),
 }
 
 

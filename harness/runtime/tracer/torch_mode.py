@@ -125,6 +125,10 @@ def _any_traced(entries: dict[int, Any], args: tuple[Any, ...], kwargs: dict[str
 # (the data argument's values): a pure integer copy of raw validation tokens stays raw (Store.raw)
 _COPY_KINDS = frozenset({"copy", "movement"})
 _PICK_KINDS = frozenset({"index", "index_select", "gather", "take"})
+# selects between raw tokens and constants by a condition no validation value shaped (a padded window:
+# torch.where(valid, tokens, 0), tokens.masked_fill(pad, 0)): every traced element is still a token copy.
+# The value: the condition's argument index.
+_SELECT_OPS = {"where": 0, "masked_fill": 1, "masked_fill_": 1}
 
 
 def _tensors_in(xs: Any) -> list[torch.Tensor]:
@@ -137,17 +141,21 @@ def _tensors_in(xs: Any) -> list[torch.Tensor]:
     return out
 
 
-def _raw_copy(tr: Tracer, kind: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> bool:
+def _raw_copy(tr: Tracer, kind: str, short: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> bool:
     """The op writes only integer copies of raw blocks' values (wide enough for every token id)."""
     raw = tr.store.raw
-    if not raw or (kind not in _COPY_KINDS and kind not in _PICK_KINDS):
+    cond = _SELECT_OPS.get(short)
+    if not raw or (kind not in _COPY_KINDS and kind not in _PICK_KINDS and cond is None):
         return False
     ints = (torch.int64, torch.int32, torch.uint16) + ((torch.int16,) if tr.vocab and tr.vocab <= 32768 else ())
     outs = _tensors_in(out if isinstance(out, (list, tuple)) else (out,))
     if not outs or any(o.dtype not in ints for o in outs):
         return False
     given = list(args) + list(kwargs.values())
-    data, rest = (given, []) if kind in _COPY_KINDS else (given[:1], given[1:])
+    if cond is not None:  # the data: every argument but the condition, which must stay untraced (as an index)
+        data, rest = given[:cond] + given[cond + 1:], given[cond:cond + 1]
+    else:
+        data, rest = (given, []) if kind in _COPY_KINDS else (given[:1], given[1:])
     entries, n_raw = tr.store.entries, 0
     for t in _tensors_in(data):
         owner = tr.store.tensor_owner(t)
@@ -171,7 +179,7 @@ def apply(tr: Tracer, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], 
     with tr.internal():
         call = ops.OpCall(tr, func, info, args, kwargs, out)
         try:
-            tr.store.raw_write = _raw_copy(tr, info.kind, args, kwargs, out)
+            tr.store.raw_write = _raw_copy(tr, info.kind, info.short, args, kwargs, out)
             h(call)
         except Exception as e:  # noqa: BLE001 - a handler bug must not kill the script: widen instead
             tr.store.raw_write = False
