@@ -419,3 +419,36 @@ def test_c1_probe_compares_a_position_scored_twice_value_by_value():
     out = analyze_c1(plan, run("base", lists), {"c1_after4": run("c1_after4", moved),
                                                  "replay": run("replay", dict(lists))}, {"c1_abs_tolerance": 0.0})
     assert out.status is Status.FAIL and out.evidence[0].positions == [3]
+
+
+class _TailScoredTwice(ModelExecutor):
+    """Every run's reported pass scores its last position twice (a sliding window's re-scored tail): the
+    ledger has lists per position, no one score each."""
+
+    def run(self, variants):
+        out = super().run(variants)
+        for r in out:
+            if r.scores is not None:
+                last = max(r.scores)
+                r.score_lists = {p: ((v, v) if p == last else (v,)) for p, v in r.scores.items()}
+                r.scores, r.score_note = None, "the reported pass scores a position twice"
+        return out
+
+
+def test_c2_candidates_are_not_run_when_the_base_run_gives_the_site_no_level():
+    def c2_runs(ex):
+        outs, section = run_session(ex, _val(), V, BLOCK, _params(c2_batched=False, c2_candidates=8), seed=5)
+        ran = [name for name in ex.ran if name.startswith("c2_")]
+        return next(o for o in outs if o.probe == "c2"), section, ran
+
+    class Counting:
+        def run(self, variants):
+            self.ran = getattr(self, "ran", []) + [v.name for v in variants]
+            return super().run(variants)
+
+    c2, section, ran = c2_runs(type("T", (Counting, _TailScoredTwice), {})(legal_cache(V)))
+    assert not ran and section["c2_candidates"].startswith("candidates not run")
+    assert c2.status is Status.INCONCLUSIVE and "no absolute level" in c2.message
+    # one score per position: the candidates run as before
+    c2, section, ran = c2_runs(type("C", (Counting, ModelExecutor), {})(legal_cache(V)))
+    assert len(ran) == 7 and not section["c2_candidates"].startswith("candidates not run")

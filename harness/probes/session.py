@@ -153,6 +153,17 @@ def _saw_a_move(outcomes: list[ProbeOutcome]) -> bool:
     return False
 
 
+def _no_site_level(base: VariantRun | None) -> str:
+    """Why no C2 candidate could be measured, known from the base run alone ("" when one could): its
+    reported pass scores some position more than once (a sliding window's re-scored tail), so its ledger
+    gives no one score per position, and a candidate changes only the last token, not which positions the
+    script scores; printed totals alone give only differences between candidates (c2_normalization)."""
+    if base is None or not base.ok or base.scores is not None or base.score_lists is None:
+        return ""
+    return (f"the base run's reported pass scores a position more than once ({base.score_note}), so no "
+            "candidate's score at the site has an absolute level")
+
+
 def c2_budget(params: Mapping[str, Any], vocab: int, per_variant_s: float | None) -> tuple[int, str]:
     """Candidates to evaluate: c2_candidates (0 = all), capped by the time budget at the measured cost."""
     want = int(params["c2_candidates"]) or vocab
@@ -231,6 +242,9 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
     if "c2" in which and batched_outcome is None:
         # second session: the candidates, sized by what one variant was measured to cost
         n, c2_note = c2_budget(params, vocab, per)
+        unanchored = _no_site_level(next((r for r in runs if r.name == "base"), None))
+        if unanchored:
+            n, c2_note = 1, f"candidates not run: {unanchored}"  # the true token only: the base run itself
         plan.c2, vs = plan_c2(plan.base, vocab, n, plan.rng)
         # a fork server's second session needs its own base; runs of their own compare with the first one's
         fresh_base = bool(getattr(executor, "fork", False))
