@@ -68,6 +68,8 @@ def test_a_crashed_training_run_is_evaluated_as_the_record_was(tmp_path: Path, m
     assert rules["C3"]["status"] == "PASS" and rules["C1"]["status"] in ("PASS", "WARN")
     # what only the training run saw: its validation reads and its training reads, placed against its artifact
     assert rules["D1"]["summary"].startswith("training run:") and rules["D1"]["status"] in ("PASS", "WARN")
+    # C2's trace proof stands on the training run's D1 (the rerun writes no artifact of its own)
+    assert rules["C2"]["status"] == "PASS" and "D1 from the training run" in rules["C2"]["summary"], rules["C2"]
     assert rules["D2"]["status"] == "PASS" and "none in the evaluation-only run" in rules["D2"]["summary"]
     assert rules["B4"]["status"] == "PASS"
     assert "evaluation-only run: eval" in rules["B3"]["summary"]  # the whole rerun is evaluation
@@ -82,6 +84,7 @@ def test_validation_used_by_the_training_run_fails_d1(tmp_path: Path, monkeypatc
     # the evaluation-only run never touches validation before scoring it; the artifact it loads was shaped by it
     assert rc == 1 and rules["D1"]["status"] == "FAIL", {k: (v["status"], v["summary"]) for k, v in rules.items()}
     assert rules["D1"]["summary"].startswith("training run:")
+    assert rules["C2"]["status"] != "PASS"  # its trace proof needs D1: an artifact shaped by validation breaks it
 
 
 @pytest.mark.slow

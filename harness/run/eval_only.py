@@ -169,6 +169,24 @@ def _d2(train: RuleResult, analysis: Any) -> RuleResult:
     return replace(train, summary=f"training run: {train.summary}")
 
 
+def _c2_with_training_d1(cfg: Config, rows: dict[str, RuleResult], new: dict[str, RuleResult],
+                         an: Any) -> RuleResult | None:
+    """C2's trace proof, judged again once D1 is the training run's: the rerun writes no artifact, so its own
+    D1 cannot hold the premise, while the artifact it scores with is the training run's. The other premises
+    (C1, C3, C4) and their integrity checks stay the rerun's. None: nothing changes."""
+    from harness.verdict.conditions import C2_PREMISES, check_c2
+
+    if an is None or "D1" not in new or rows.get("C2") is None or rows["C2"].status is not Status.NOT_RUN:
+        return None
+    premises = {rid: new.get(rid, rows.get(rid)) for rid in C2_PREMISES}
+    if any(p is None for p in premises.values()):
+        return None
+    c2 = check_c2(an, cfg.rule_params("C2"), premises)  # type: ignore[arg-type]
+    if c2.status is not Status.PASS:
+        return None
+    return replace(c2, summary=f"{c2.summary} (D1 from the training run)")
+
+
 def combine(cfg: Config, first: RunResult, second: RunResult, judged: Any, plan: EvalOnlyPlan,
             claimed: Any = None) -> Any:
     """The evaluation-only run's rows (judged), with what only the training run can decide."""
@@ -191,6 +209,9 @@ def combine(cfg: Config, first: RunResult, second: RunResult, judged: Any, plan:
                             summary=f"training run: {train['D3'].summary}; evaluation-only run: {rows['D3'].summary}")
     if "B4" in rows:
         new["B4"] = check_b4(new.get("D2", rows.get("D2")), new.get("D3", rows.get("D3")))
+    c2 = _c2_with_training_d1(cfg, rows, new, getattr(judged, "analysis", None))
+    if c2 is not None:
+        new["C2"] = c2
     exit_t = second.phases.get("exit")
     if "B3" in rows and isinstance(exit_t, (int, float)) and second.phases.get("artifact_write") is None:
         # the rerun writes no artifact, so the run's own clock has no line: all of it is evaluation
