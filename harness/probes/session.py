@@ -220,6 +220,7 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
     lazy = bool(params.get("lazy_replay")) and not getattr(executor, "fork", False)
     plan = plan_session(val_tokens, vocab, block, params, which, tables, seed, length, replay=not lazy)
     runs = executor.run(plan.variants)
+    base = next((r for r in runs if r.name == "base"), None)  # the first session's: the others read against it
     # what one more variant of this length costs (before the batched stream, which is longer)
     cost = getattr(executor, "cost", None)
     per = cost.per_variant_s() if cost is not None and hasattr(cost, "per_variant_s") else None
@@ -242,7 +243,7 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
     if "c2" in which and batched_outcome is None:
         # second session: the candidates, sized by what one variant was measured to cost
         n, c2_note = c2_budget(params, vocab, per)
-        unanchored = _no_site_level(next((r for r in runs if r.name == "base"), None))
+        unanchored = _no_site_level(base)
         if unanchored:
             n, c2_note = 1, f"candidates not run: {unanchored}"  # the true token only: the base run itself
         plan.c2, vs = plan_c2(plan.base, vocab, n, plan.rng)
@@ -284,7 +285,6 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
         "cost": cost.to_dict() if cost is not None and hasattr(cost, "to_dict") else None,
         "outcomes": [o.to_dict() for o in outcomes],
     }
-    base = next((r for r in runs if r.name == "base"), None)
     if base is not None:
         section["base"] = base.summary()
     return outcomes, section

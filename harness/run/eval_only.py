@@ -178,9 +178,8 @@ def _c2_with_training_d1(cfg: Config, rows: dict[str, RuleResult], new: dict[str
 
     if an is None or "D1" not in new or rows.get("C2") is None or rows["C2"].status is not Status.NOT_RUN:
         return None
+    # a missing premise is check_c2's to refuse (c2_premises_hold)
     premises = {rid: new.get(rid, rows.get(rid)) for rid in C2_PREMISES}
-    if any(p is None for p in premises.values()):
-        return None
     c2 = check_c2(an, cfg.rule_params("C2"), premises)  # type: ignore[arg-type]
     if c2.status is not Status.PASS:
         return None
