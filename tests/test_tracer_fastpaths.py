@@ -154,3 +154,48 @@ def test_direct_select_backward_keeps_score_ids(trace: Trace) -> None:
     assert got is not None and np.array_equal(got[1], sid) and (got[[0, 2]] == -1).all()
     lo, hi = trace.prov(back)
     assert np.array_equal(hi[1], trace.prov(nll)[1]) and (hi[[0, 2]] < 0).all()
+
+
+# -- provenance shared copy on write (provenance._own, Entry.writable) ---------------------------------
+
+
+def test_a_block_that_passes_its_provenance_on_shares_it_until_either_is_written() -> None:
+    from harness.runtime.tracer import provenance as pv
+
+    store = pv.Store()
+    n = 2 * pv._SHARE_MIN
+    a, b = torch.zeros(n), torch.zeros(n)
+    la, lb = store.locate_tensor(a), store.locate_tensor(b)
+    pos = np.arange(n, dtype=np.int32)
+    store.write(la, pv.Prov(pos.copy(), pos.copy(), None), fresh=True)
+    store.write(lb, store.read(la))  # b = f(a), its provenance unchanged: shared, not copied
+    ea, eb = store.entries[la.key], store.entries[lb.key]
+    assert np.shares_memory(ea.lo, eb.lo), "the copy this saves is the point"
+    # a write to either block copies first; the other keeps what it had
+    store.write(store.locate_tensor(a[:10]), None)
+    assert (store.read(la).hi[:10] == -1).all() and store.read(lb).hi[:10].tolist() == list(range(10))
+    store.write_elements(b.untyped_storage(), n, 4, np.array([50]), pv.Prov(np.array([70], np.int32), np.array([70], np.int32), None),
+                         accumulate=True)
+    assert store.read(lb).lo[50] == 50 and store.read(lb).hi[50] == 70 and store.read(la).hi[50] == 50
+    # the score-id channel is copied on write too
+    c = torch.zeros(n)
+    lc = store.locate_tensor(c)
+    sid = np.full(n, -1, np.int64)
+    sid[5] = 0
+    store.write(lc, pv.Prov(pos.copy(), pos.copy(), sid), fresh=True)
+    d = torch.zeros(n)
+    store.write(store.locate_tensor(d), store.read(lc))
+    store.write(store.locate_tensor(d[5:6]), pv.Prov(np.array([1], np.int32), np.array([1], np.int32), np.array([1], np.int64)))
+    assert store.read(lc).sid[5] == 0 and store.read(store.locate_tensor(d)).sid[5] == 1
+
+
+def test_an_in_place_write_after_an_op_that_kept_the_provenance_leaves_the_result_alone(trace: Trace) -> None:
+    x = trace.ttokens(8192).float()
+    y = torch.relu(x)  # one traced input of the output's shape: the union passes x's arrays on
+    x[:100] = 0.0  # x's first elements are now constants; y's still depend on their tokens
+    x[100:200] += torch.arange(100.0)  # untraced: x's provenance there is unchanged
+    lo, hi = trace.prov(y)
+    assert hi[:100].tolist() == list(range(100)) and (hi == np.arange(8192)).all()
+    assert (trace.prov(x)[1][:100] == -1).all()
+    y.mul_(trace.ttokens(8192, lo=8192).float())  # y now also depends on the second stretch; x does not
+    assert (trace.prov(y)[1] == np.arange(8192, 16384)).all() and (trace.prov(x)[1][100:] == np.arange(100, 8192)).all()

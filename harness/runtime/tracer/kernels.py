@@ -117,6 +117,7 @@ class _Launch:
             first = off // e.itemsize
             last = (off + size - 1) // e.itemsize
             e.grow(int(last.max()) + 1 if last.size else 0)
+            e.writable()
             whole = size >= e.itemsize
             for k in range(int((last - first).max()) + 1 if last.size else 0):
                 j = np.minimum(first + k, last)
@@ -608,6 +609,7 @@ def _widen(tr: Tracer, name: str, tensors: list[torch.Tensor], why: str) -> str 
             if e is None:
                 tr.store._track(owner)
                 e = tr.store.entries[id(owner)] = Entry(owner.nbytes() // t.element_size(), t.element_size())
+            e.writable()
             np.minimum(e.lo, lo, out=e.lo)
             np.maximum(e.hi, hi, out=e.hi)
             n = e.lo.size

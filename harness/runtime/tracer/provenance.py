@@ -34,6 +34,8 @@ def filled(shape: Any, value: Any, dtype: Any = None) -> np.ndarray:
     return a
 
 
+_SHARE_MIN = 4096  # smaller arrays are copied: a copy costs less than the copy-on-write bookkeeping
+
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc mallopt parameters
 _TUNED = False
 
@@ -157,7 +159,31 @@ class Entry:
     def ensure_sid(self) -> np.ndarray:
         if self.sid is None:
             self.sid = filled(self.lo.size, NO_SID, np.int64)
+        elif _shared(self.sid):
+            self.sid = self.sid.copy()
         return self.sid
+
+    def writable(self) -> "Entry":
+        """Before any in-place write: arrays shared with another block (``_own``) are copied first."""
+        if _shared(self.lo):
+            self.lo = self.lo.copy()
+        if _shared(self.hi):
+            self.hi = self.hi.copy()
+        if self.sid is not None and _shared(self.sid):
+            self.sid = self.sid.copy()
+        return self
+
+
+def _memory_owner(a: np.ndarray) -> np.ndarray:
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _shared(a: np.ndarray) -> bool:
+    """Whether a block array may be seen by another block: its memory was shared (``_own`` marks the
+    memory's owner read-only; numpy points a view's base at the owner, past the views between)."""
+    return not (a.flags.writeable and _memory_owner(a).flags.writeable)
 
 
 @dataclass
@@ -235,11 +261,20 @@ def _extent(offset: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> tu
 
 
 def _own(a: np.ndarray, shape: tuple[int, ...], dtype: Any, fresh: bool) -> np.ndarray:
-    """``a`` broadcast to ``shape`` as a new flat block array of ``dtype``. ``fresh``: the caller made
-    ``a`` for this write alone, so a C-contiguous array that owns its memory is taken over, not copied."""
-    if (fresh and a.base is None and a.dtype == dtype and a.shape == shape and a.flags.c_contiguous
-            and a.flags.writeable):
-        return a.reshape(-1)
+    """``a`` broadcast to ``shape`` as a flat block array of ``dtype``. ``fresh``: the caller made ``a``
+    for this write alone, so a C-contiguous array that owns its memory is taken over, not copied. A
+    C-contiguous view of another array (most often another block's provenance, as an op that keeps it
+    unchanged passes it on) is shared, copy on write: the memory it views is made read-only, so whichever
+    block writes to it next copies first (Entry.writable)."""
+    if a.dtype == dtype and a.shape == shape and a.flags.c_contiguous:
+        if fresh and a.base is None and a.flags.writeable:
+            return a.reshape(-1)
+        owner = _memory_owner(a)
+        if owner.size >= _SHARE_MIN:
+            owner.flags.writeable = False  # every block viewing this memory now copies before it writes
+            v = a.reshape(-1)
+            v.flags.writeable = False
+            return v
     out = _np_empty(shape, dtype)
     np.copyto(out, a, casting="unsafe")
     return out.reshape(-1)
@@ -446,6 +481,7 @@ class Store:
         if e.itemsize != loc.itemsize:
             self._write_mismatch(e, loc, p)
             return
+        e.writable()
         if (loc.offset == 0 and loc.strides == _contiguous(loc.shape) and e.lo.size == loc.n_owner
                 == _numel(loc.shape)):
             shape = loc.shape  # the whole block, C-contiguous: reshape views, not strided constructions
@@ -474,6 +510,7 @@ class Store:
             view(e.sid)[...] = NO_SID
 
     def _write_mismatch(self, e: Entry, loc: Loc, p: Prov | None) -> None:
+        e.writable()
         self.coarse_views += 1
         self.raw.discard(loc.key)
         self.picked.discard(loc.key)
@@ -515,6 +552,7 @@ class Store:
                 return
             self._track(key_owner)
             e = self.entries[id(key_owner)] = Entry(n_owner, itemsize)
+        e.writable()
         shape = idx.shape
         idx = idx.ravel()
         if idx.size and int(idx.max()) >= e.lo.size:

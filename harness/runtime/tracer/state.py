@@ -166,8 +166,9 @@ class Tracer:
             rest = ps[2:]
         elif len(ps) == 1 and a.lo.shape == shape and a.hi.shape == shape and a.lo.dtype == np.int32 \
                 and a.hi.dtype == np.int32:
-            # one input of the output's shape (x * untraced, relu(x)): a plain copy
-            return Prov(a.lo.copy(), a.hi.copy(), self.merge_sids([a.sid], shape, op))
+            # one input of the output's shape (x * untraced, relu(x)): the input's own arrays, read-only
+            # (a caller that changes them copies; the store shares them copy on write)
+            return Prov(_read_only(a.lo), _read_only(a.hi), self.merge_sids([a.sid], shape, op))
         else:
             # np.copyto broadcasts in C: np.array(np.broadcast_to(...)) cost more in Python than in copying
             lo = pv._np_empty(shape, np.int32)
@@ -387,6 +388,7 @@ class Tracer:
         e = self.store.entries.get(id(owner))
         if hi < 0 or e is None:
             return
+        e.writable()
         np.minimum(e.lo, lo, out=e.lo)
         np.maximum(e.hi, hi, out=e.hi)
 
@@ -419,6 +421,15 @@ class Tracer:
             self.emitter.stats(self.stats_fields())
         except Exception:  # noqa: BLE001 - a closed ledger at interpreter exit
             pass
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a`` (its owner may still write to ``a`` itself)."""
+    if not isinstance(a, np.ndarray):  # a numpy scalar
+        return np.array(a)
+    v = a.view(np.ndarray)
+    v.flags.writeable = False
+    return v
 
 
 def _broadcasts_to(shape: tuple[int, ...], *shapes: tuple[int, ...]) -> bool:

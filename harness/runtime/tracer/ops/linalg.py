@@ -9,7 +9,7 @@ import torch
 from harness.runtime.tracer.ops.basic import h_unhandled
 from harness.runtime.tracer.ops.call import OpCall, handler
 from harness.runtime.tracer.ops.common import fit, hull_prov, part_from_a, part_from_b
-from harness.runtime.tracer.provenance import E_HI, E_LO, Prov, broadcast, filled
+from harness.runtime.tracer.provenance import Prov, _np_empty, broadcast
 from harness.runtime.tracer.state import np_values
 
 
@@ -76,11 +76,15 @@ def matmul_prov(c: OpCall, a: torch.Tensor, b_: torch.Tensor, out_shape: tuple[i
     if blo is not None:
         parts.append(part_from_b(blo, bhi, keep_a))
     full = np.broadcast_shapes(a_shape[:-2], b_shape[:-2]) + (a_shape[-2], b_shape[-1])
-    lo = filled(full, E_LO, np.int32)
-    hi = filled(full, E_HI, np.int32)
-    for plo, phi in parts:
-        np.minimum(lo, plo, out=lo)
-        np.maximum(hi, phi, out=hi)
+    # one pass into the output (the parts broadcast to it): no fill with the empty interval first
+    lo = _np_empty(full, np.int32)
+    hi = _np_empty(full, np.int32)
+    if len(parts) == 2:
+        np.minimum(parts[0][0], parts[1][0], out=lo, casting="unsafe")
+        np.maximum(parts[0][1], parts[1][1], out=hi, casting="unsafe")
+    else:
+        np.copyto(lo, parts[0][0], casting="unsafe")
+        np.copyto(hi, parts[0][1], casting="unsafe")
     if a1:
         lo, hi = lo[..., 0, :], hi[..., 0, :]
     if b1:
