@@ -157,10 +157,9 @@ class Entry:
             self.sid = np.concatenate([self.sid, filled(extra, NO_SID, np.int64)])
 
     def ensure_sid(self) -> np.ndarray:
+        """The score-id channel, made on demand (its writers call ``writable`` first)."""
         if self.sid is None:
             self.sid = filled(self.lo.size, NO_SID, np.int64)
-        elif _shared(self.sid):
-            self.sid = self.sid.copy()
         return self.sid
 
     def writable(self) -> "Entry":
