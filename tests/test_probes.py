@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import time
 
 import numpy as np
 import pytest
@@ -229,7 +231,7 @@ def test_fold_probes_merges_into_a_report(monkeypatch):
     from harness.results import Report
     from harness.run.options import RunOptions
 
-    def fake(path, cfg, run_opts, which, sampled=False):
+    def fake(path, cfg, run_opts, which, sampled=False, main_result=None):
         rows = [RuleResult("C2", "C2", Status.FAIL, "canary probe: dip", [], "probe")]
         return rows, {"which": list(which), "outcomes": []}
 
@@ -452,3 +454,140 @@ def test_c2_candidates_are_not_run_when_the_base_run_gives_the_site_no_level():
     # one score per position: the candidates run as before
     c2, section, ran = c2_runs(type("C", (Counting, ModelExecutor), {})(legal_cache(V)))
     assert len(ran) == 7 and not section["c2_candidates"].startswith("candidates not run")
+
+
+# ------------------------------------------------ the main run plans the candidates (one round of runs less)
+
+def _sessions_of(base_cls, fn, **kw):
+    """(outcomes by probe, section, the variant names of each executor.run call)"""
+    class Recording(base_cls):
+        def run(self, variants):
+            self.calls = getattr(self, "calls", []) + [[v.name for v in variants]]
+            return super().run(variants)
+
+    ex = Recording(fn)
+    outs, section = run_session(ex, _val(), V, BLOCK, _params(c2_batched=False, c2_candidates=8), seed=5, **kw)
+    return {o.probe: o.to_dict() for o in outs}, section, ex.calls
+
+
+@pytest.mark.parametrize("fn", [legal_cache(V), hashed_target_blend(V), target_peek(V)],
+                         ids=["legal_cache", "hashed_target_blend", "target_peek"])
+def test_candidates_planned_from_the_main_run_join_the_first_pool_with_the_same_outcomes(fn):
+    from harness.probes.session import MainRun
+
+    seq, seq_sec, seq_calls = _sessions_of(ModelExecutor, fn)
+    early, early_sec, early_calls = _sessions_of(ModelExecutor, fn, main=MainRun(wall_s=1e-3, twice=False))
+    assert len(seq_calls) == 2 and len(early_calls) == 1  # the candidates ran beside the first variants
+    assert sorted(early_calls[0]) == sorted(seq_calls[0] + seq_calls[1])
+    assert early == seq
+    # sized by the main run's cost (a stand-in measures none, so the sequential plan states no size)
+    assert early_sec["c2_candidates"].startswith("8 candidates at ~") and seq_sec["c2_candidates"] == ""
+
+
+def test_main_run_and_base_run_disagreeing_on_the_site_fall_back_to_what_the_base_run_says():
+    from harness.probes.session import MainRun
+
+    # the main run said "scored twice" but the base run gives one score per position: candidates run after
+    seq, seq_sec, _ = _sessions_of(ModelExecutor, legal_cache(V))
+    out, sec, calls = _sessions_of(ModelExecutor, legal_cache(V), main=MainRun(wall_s=1e-3, twice=True))
+    assert len(calls) == 2 and [n for n in calls[0] if n.startswith("c2_")] == [] and calls[1]
+    assert out == seq and sec["c2_candidates"] == seq_sec["c2_candidates"] == ""
+    # the main run said "one score each" but the base run scores its tail twice: the candidates' runs are
+    # dropped, as if never run, and the report says why
+    seq, seq_sec, _ = _sessions_of(_TailScoredTwice, legal_cache(V))
+    out, sec, calls = _sessions_of(_TailScoredTwice, legal_cache(V), main=MainRun(wall_s=1e-3, twice=False))
+    assert len(calls) == 1 and any(n.startswith("c2_") for n in calls[0])
+    assert sec["c2_candidates"].startswith("candidates not run") and sec["c2_candidates"] == seq_sec["c2_candidates"]
+    assert out == seq
+
+
+def test_harness_executor_runs_variant_0_in_the_pool_once_the_score_line_is_known(tmp_path):
+    import threading
+
+    from harness.probes.execute import HarnessExecutor
+
+    class Res:
+        def __init__(self, name):
+            self.name, self.ok, self.reason, self.wall_s, self.ledger_dir = name, True, "ok", 1.0, None
+            self.reported = type("R", (), {"tag": "final", "val_loss": 1.0, "val_bpb": 1.0, "line": "x"})()
+
+    def session(tag):
+        both = threading.Barrier(2, timeout=2.0)
+        overlapped, seen = [], []
+
+        def runner(path, cfg, **kw):
+            name = os.path.basename(kw["out_dir"])
+            seen.append(kw.get("score_tag"))
+            try:
+                both.wait()  # returns only while a second variant is running beside this one
+                overlapped.append(name)
+            except threading.BrokenBarrierError:
+                both.reset()
+            if name == "base":
+                time.sleep(0.2)  # the base run finishes last: it must still be the one read as the base
+            return Res(name)
+
+        ex = HarnessExecutor("x", None, {}, tmp_path / str(tag), fork=False, jobs=2, runner=runner,
+                             tol_loss=1e-6, tol_bpb=1e-6)
+        ex.score_tag = tag
+        vs = [Variant(n, np.arange(5, dtype=np.uint16), "p") for n in ("base", "a", "b")]
+        ex.run(vs)
+        return ex, overlapped, seen
+
+    ex, overlapped, seen = session("final")
+    assert "base" in overlapped and ex.base_result.name == "base" and set(seen) == {"final"}
+    ex, overlapped, seen = session(None)
+    assert "base" not in overlapped and ex.base_result.name == "base"  # alone first: its line names the others'
+    assert seen[0] is None and set(seen[1:]) == {"final"}
+
+
+def test_c2_candidates_stop_once_their_sum_is_certainly_above_one():
+    def full_c2(fn, **kw):
+        ex = ModelExecutor(fn)
+        outs, section = run_session(ex, _val(), V, BLOCK, _params(c2_batched=False, c2_candidates=0, **kw),
+                                    which=("c2",), seed=5)
+        return next(o for o in outs if o.probe == "c2"), section, ex.cost.variants
+
+    # a target-keyed blend: the first chunk (the context's continuations first) already sums above 1
+    fail, sec, n = full_c2(hashed_target_blend(V), c2_chunk=8)
+    assert fail.status is Status.FAIL and fail.numbers["partial_sum"] > 1.0
+    assert fail.numbers["missing"] == V - 1 - 8 and "stopped after 8 of 63" in sec["c2_candidates"]
+    whole, _, n_whole = full_c2(hashed_target_blend(V), c2_chunk=1000)
+    assert whole.status is Status.FAIL and n_whole - n == V - 1 - 8  # unchunked: every candidate ran, same verdict
+    # a normalized distribution runs them all, chunk after chunk, and passes on the whole vocabulary
+    ok, sec, n_ok = full_c2(legal_cache(V), c2_chunk=8)
+    assert ok.status is Status.PASS and n_ok == n_whole and "stopped" not in sec["c2_candidates"]
+
+
+def test_the_main_run_is_the_base_variant_only_when_it_served_that_very_stream(tmp_path):
+    from harness.probes.execute import HarnessExecutor
+
+    class Res:
+        def __init__(self, name, served=None):
+            self.name, self.ok, self.failed, self.reason, self.wall_s, self.ledger_dir = name, True, False, "ok", 1.0, None
+            self.served = served or {}
+            self.reported = type("R", (), {"tag": "final", "val_loss": 1.0, "val_bpb": 1.0, "line": "x"})()
+
+    base = np.arange(1, 40, dtype=np.uint16)
+    np.save(tmp_path / "main.npy", base)
+
+    def session(tokens):
+        ran = []
+
+        def runner(path, cfg, **kw):
+            ran.append(os.path.basename(kw["out_dir"]))
+            return Res(ran[-1])
+
+        ex = HarnessExecutor("x", None, {}, tmp_path / f"s{len(list(tmp_path.iterdir()))}", fork=False, jobs=1,
+                             runner=runner, tol_loss=1e-6, tol_bpb=1e-6)
+        ex.main_run = Res("main", {"val_tokens_path": str(tmp_path / "main.npy")})
+        out = ex.run([Variant("base", tokens, "base"), Variant("c1", tokens[::-1].copy(), "c1")])
+        return ex, out, ran
+
+    ex, out, ran = session(base)
+    assert ran == ["c1"] and out[0].how == "main run" and ex.base_result.name == "main"
+    assert any("main run" in n for n in ex.cost.notes) and ex.score_tag == "final"
+    other = base.copy()
+    other[-1] += 1  # one token differs: the main run is not this variant's run
+    ex, out, ran = session(other)
+    assert ran == ["base", "c1"] and out[0].how == "run" and ex.base_result.name == "base"

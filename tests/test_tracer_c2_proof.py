@@ -225,3 +225,18 @@ def test_a_probe_that_cannot_decide_keeps_the_traces_c2_pass_and_a_probe_fail_wi
     c1 = [RuleResult("C1", "", Status.PASS, "x", checker="trace")]
     c1_probe = [RuleResult("C1", "", Status.INCONCLUSIVE, "y", checker="probe")]
     assert merge_rule_results(c1, c1_probe)[0][0].status is Status.INCONCLUSIVE  # only C2 has the proof
+
+
+def test_a_score_computed_from_its_own_target_fails_c2_from_the_trace() -> None:
+    """A row that depends on the target beyond the pick (a gate or a key on x_t) was not fixed before x_t was
+    looked at: C2 FAIL with C1's evidence; a dependence on later tokens alone is C1's matter, not C2's."""
+    c2 = _c2([True, True], dep_shift=0)
+    assert c2.status is Status.FAIL and c2.checker == "trace"
+    f = c2.findings[0]
+    assert f.evidence[0].positions[:2] == [1, 2] and "its own target x_1" in f.message
+    assert f.evidence[0].where  # file:line of the score
+    assert _c2([True, True], dep_shift=-1).status is Status.NOT_RUN  # later tokens only: not C2's to decide
+    # positions an update held before their score may owe the dependence to training (C3's): left out
+    trained = _c2([True, True], dep_shift=0, update_first=True)
+    assert trained.status is Status.FAIL and trained.findings[0].evidence[0].positions[0] == 33
+    assert _c2([True, True], dep_shift=1).status is Status.PASS

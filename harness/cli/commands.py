@@ -72,11 +72,12 @@ def _run(path: str, cfg: Config, opts: RunOptions, claimed: ClaimedTraining | No
 
 
 def fold_probes(report: Report, path: str, cfg: Config, run_opts: RunOptions, probe_opts: ProbeOptions,
-                length: int | None = None) -> None:
-    """The probes' rows merged into the report's (trace) rows; a failed base run is a note, not a crash."""
+                length: int | None = None, main: RunResult | None = None) -> None:
+    """The probes' rows merged into the report's (trace) rows; a failed base run is a note, not a crash.
+    main: the main run under the same options (its score line and cost plan the variants)."""
     try:
         rows, section = probe_rule_results(path, cfg, run_opts, probe_opts.which or PROBES, sampled=probe_opts.sampled,
-                                           **({"length": length} if length else {}))
+                                           **({"length": length} if length else {}), main_result=main)
     except RunFailed as e:
         report.notes.append(f"probes not decided: {e}")
         _say(str(e))
@@ -147,7 +148,8 @@ def check(o: Options, cfg: Config) -> int:
             _say(f"probes not run: {skip}")
         elif o.probes is not None:
             # every variant is served as files of the main run's length: a probe looks like the main run
-            fold_probes(report, o.path, cfg, o.run, o.probes, length=(result.served or {}).get("val_tokens"))
+            fold_probes(report, o.path, cfg, o.run, o.probes, length=(result.served or {}).get("val_tokens"),
+                        main=result)
     finalize(report, cfg)
     write_outputs(report, o.out.json, o.out.markdown)
     render_report(report)

@@ -203,10 +203,7 @@ def _analyze_c2(plan: C2Plan, base: VariantRun, runs: dict[str, VariantRun], par
         v, a, b = m.disagreements[0]
         ev.append(Evidence(positions=[t], detail=f"ledger and printed totals disagree for {len(m.disagreements)} "
                            f"candidate(s), e.g. token {v}: ledger {a:.6f} vs printed {b:.6f} nats"))
-    # each measured score may be off by m.err nats: widen towards legality before deciding a FAIL
-    shrink = math.exp(-m.err)
-    lower_certain = ns.partial_sum * shrink
-    if lower_certain > 1.0 + tol:
+    if _certainly_above_one(m, ns, tol):
         how = "the whole vocabulary" if ns.exhaustive else f"{ns.evaluated} of {plan.vocab} candidates"
         return ProbeOutcome("c2", "C2", Status.FAIL,
                             f"at position {t} the probabilities of {how} sum to {ns.partial_sum:.4g} > 1: "
@@ -245,6 +242,23 @@ def _analyze_c2(plan: C2Plan, base: VariantRun, runs: dict[str, VariantRun], par
     return ProbeOutcome("c2", "C2", Status.INCONCLUSIVE,
                         f"estimated Z = {est:.4f} +/- {half:.4f} at position {t}: too uncertain to decide "
                         f"({ns.evaluated} of {plan.vocab} candidates).", power, ev, numbers)
+
+
+def _certainly_above_one(m: _Measured, ns: Any, tol: float) -> bool:
+    """The measured candidates alone sum above 1 + tol, even with every score widened towards legality by its
+    error (m.err nats): a FAIL that no candidate left out can undo (probabilities are not negative)."""
+    return ns.partial_sum * math.exp(-m.err) > 1.0 + tol
+
+
+def certainly_not_normalized(plan: C2Plan, base: VariantRun, runs: dict[str, VariantRun],
+                             params: dict[str, Any]) -> bool:
+    """What analyze_c2 would call a certain FAIL from the candidates run so far: the candidates still to run
+    cannot change it (run_session stops there)."""
+    m = _measure(plan, base, runs)
+    if isinstance(m, str):
+        return False
+    ns = normalization_sum(plan.site, plan.vocab, m.forced, m.sampled, m.missing)
+    return _certainly_above_one(m, ns, float(params["normalization_tolerance"]))
 
 
 def _interval(m: _Measured, vocab: int, level: float) -> tuple[float, float]:

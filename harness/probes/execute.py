@@ -55,7 +55,7 @@ class VariantRun:
     # what C2 and the canary need), C1 compares these
     score_lists: dict[int, tuple[float, ...]] | None = None
     score_note: str = ""  # why scores is None, or where they came from
-    how: str = ""  # "run" (a run of its own) | "fork" (a fork-server child) | "model" (a stand-in)
+    how: str = ""  # "run" (a run of its own) | "main run" (the main run) | "fork" (a fork-server child) | "model"
 
     @property
     def per_position(self) -> dict[int, tuple[float, ...]] | None:
@@ -219,7 +219,7 @@ def _select(pos: np.ndarray, nll: np.ndarray, how: str) -> dict[int, float]:
 # ---------------------------------------------------------------- the real runner
 
 
-def _printed_tuple(rep: Any) -> tuple[str, float, float, str] | None:
+def printed_tuple(rep: Any) -> tuple[str, float, float, str] | None:
     if rep is None:
         return None
     try:
@@ -252,8 +252,13 @@ class HarnessExecutor:
         self._runner = runner
         self.cost = SessionCost()
         self._sessions = 0
+        # the score line every variant reports: the main run's (set by the caller), else variant 0's
         self.score_tag: str | None = None
         self.base_result: Any = None  # the RunResult of the run that served variant 0
+        self._base_name: str | None = None
+        # the main run of this script under the same options (check --run): when it served the first session's
+        # base stream exactly, it stands as that variant's run (_same_as_main)
+        self.main_run: Any = None
         self.description = "harness run" + (" + fork server" if fork else ", one run per variant")
 
     def _run_submission(self, **kw: Any) -> Any:
@@ -278,7 +283,7 @@ class HarnessExecutor:
         return kw
 
     def _from_result(self, v: Variant, res: Any, how: str) -> VariantRun:
-        printed = _printed_tuple(getattr(res, "reported", None))
+        printed = printed_tuple(getattr(res, "reported", None))
         run = VariantRun(v.name, v.purpose, int(v.tokens.size) - 1, ok=bool(getattr(res, "ok", False)),
                          reason=str(getattr(res, "reason", "")), wall_s=getattr(res, "wall_s", None), how=how)
         if printed is not None:
@@ -295,16 +300,24 @@ class HarnessExecutor:
         if any(v.tokens.size != n for v in variants):
             raise ValueError("every variant of a session must have the same length")
         t0 = time.time()
+        if self._base_name is None:
+            self._base_name = variants[0].name  # the first session's variant 0: what the others are read against
         self.cost.variants += len(variants)
         progress.show("probes", f"probes: {len(variants)} variant stream(s) ({self.cost.variants} in all)")
         out: list[VariantRun | None] = [None] * len(variants)
         rest = list(range(1, len(variants)))
-        if self.fork and len(variants) > 1:
+        first = variants[0].name == self._base_name and self.base_result is None
+        if first and not self.fork and self._same_as_main(variants[0]):
+            out[0] = self._take_main(variants[0])
+        elif self.fork and len(variants) > 1:
             runs, rest = self._fork_session(variants)
             for i, r in runs.items():
                 out[i] = r
+        elif self.score_tag is None:
+            # first and alone: the score line it reports names the line every other variant must report
+            out[0] = self._single(variants[0])
         else:
-            out[0] = self._single(variants[0])  # first and alone: it is the base run the others are read against
+            rest = list(range(len(variants)))  # the line is known (the main run's): variant 0 joins the pool
         if self.jobs > 1 and len(rest) > 1:
             # each variant is a process of its own (one thread each at tiny scale): run `jobs` at a time
             from concurrent.futures import ThreadPoolExecutor
@@ -319,18 +332,42 @@ class HarnessExecutor:
         progress.done("probes")
         return [r for r in out if r is not None]
 
+    def _same_as_main(self, v: Variant) -> bool:
+        """The main run (main_run, set by the caller: the same script under the same options) served exactly
+        this stream and printed its score: it is this variant's run, already made."""
+        res = self.main_run
+        if res is None or getattr(res, "failed", True) or not getattr(res, "ok", False) \
+                or getattr(res, "reported", None) is None:
+            return False
+        path = (getattr(res, "served", None) or {}).get("val_tokens_path")
+        try:
+            served = np.load(str(path), allow_pickle=False) if path else None
+        except (OSError, ValueError):
+            return False
+        return served is not None and served.shape == v.tokens.shape and bool(np.array_equal(served, v.tokens))
+
+    def _take_main(self, v: Variant) -> VariantRun:
+        res = self.main_run
+        self.base_result = res
+        self.cost.run_wall_s = getattr(res, "wall_s", None)
+        rep = getattr(res, "reported", None)
+        if rep is not None and self.score_tag is None:
+            self.score_tag = str(getattr(rep, "tag", "") or "") or None
+        self.cost.notes.append("the base variant is the main run: it served the same stream under the same options")
+        return self._from_result(v, res, "main run")
+
     def _single(self, v: Variant) -> VariantRun:
         d = self.session / "runs" / v.name
         res = self._run_submission(**self._kwargs(d, v.tokens, None, None))
         with self._lock:  # variants may run in threads (jobs > 1)
             self.cost.runs += 1
             self.cost.variant_s.append(getattr(res, "wall_s", None))
-        if self.base_result is None:
-            self.base_result = res
-            self.cost.run_wall_s = getattr(res, "wall_s", None)
-            rep = getattr(res, "reported", None)
-            if rep is not None and self.score_tag is None:
-                self.score_tag = str(getattr(rep, "tag", "") or "") or None
+            if self.base_result is None and (self._base_name is None or v.name == self._base_name):
+                self.base_result = res
+                self.cost.run_wall_s = getattr(res, "wall_s", None)
+                rep = getattr(res, "reported", None)
+                if rep is not None and self.score_tag is None:
+                    self.score_tag = str(getattr(rep, "tag", "") or "") or None
         return self._from_result(v, res, "run")
 
     def _fork_session(self, variants: Sequence[Variant]) -> tuple[dict[int, VariantRun], list[int]]:

@@ -22,6 +22,7 @@ from harness.probes.c2_normalization import (
     C2Plan,
     analyze_c2,
     analyze_c2_batched,
+    certainly_not_normalized,
     plan_c2,
     plan_c2_batched,
     shift_outcome,
@@ -41,7 +42,8 @@ REPLAY = "replay"
 PROBE_RULES = ("C2", "C1")
 EXECUTION = ("blocks", "fork", "jobs", "variant_timeout_s", "c2_batched", "c2_batched_max_tokens",
              "default_budget_s")  # default_budget_s: when check --run's cheap default probes run (cli/commands)
-OPTIONAL_EXECUTION = ("seed",)  # unset: a fresh secret seed per session (stated in the report, so it can be replayed)
+# seed unset: a fresh secret seed per session (stated in the report, so it can be replayed); c2_chunk unset: 16
+OPTIONAL_EXECUTION = ("seed", "c2_chunk")
 
 
 def probe_params(cfg: Any, device: str = "cpu") -> dict[str, Any]:
@@ -74,6 +76,7 @@ def probe_params(cfg: Any, device: str = "cpu") -> dict[str, Any]:
         raise BadInput(f"harness.toml [probes] lacks {', '.join(missing)} (the shipped harness.toml sets them)")
     p.update(probes)
     p.setdefault("seed", None)
+    p.setdefault("c2_chunk", 16)
     if device != "cpu":
         p["c1_abs_tolerance"] = max(float(p["c1_abs_tolerance"]), float(p["c1_cuda_abs_tolerance"]))
     return p
@@ -164,6 +167,17 @@ def _no_site_level(base: VariantRun | None) -> str:
             "candidate's score at the site has an absolute level")
 
 
+@dataclass(frozen=True)
+class MainRun:
+    """What the main traced run of the same script, at the probes' stream length, already told: the probes
+    plan their C2 candidates from it and run them beside the first variants instead of after them. The
+    base run still decides; where it disagrees with this, run_session falls back to the sequential plan."""
+
+    wall_s: float | None  # what one variant costs (the main run is one run of the same length)
+    twice: bool | None  # its reported pass scores some position more than once (None: its ledger did not say)
+    note: str = ""  # where that came from (the main run's reported pass)
+
+
 def c2_budget(params: Mapping[str, Any], vocab: int, per_variant_s: float | None) -> tuple[int, str]:
     """Candidates to evaluate: c2_candidates (0 = all), capped by the time budget at the measured cost."""
     want = int(params["c2_candidates"]) or vocab
@@ -176,6 +190,22 @@ def c2_budget(params: Mapping[str, Any], vocab: int, per_variant_s: float | None
         return want, f"{want} candidates at ~{per_variant_s:.2f} s each"
     return cap, (f"{cap} of {want} candidates: {want} at ~{per_variant_s:.2f} s each would exceed the "
                  f"{budget:.0f} s budget (c2_time_budget_s)")
+
+
+def _candidates_until_decided(executor: Executor, plan: C2Plan, base: VariantRun, vs: list[Variant],
+                              params: Mapping[str, Any]) -> tuple[list[VariantRun], int]:
+    """The C2 candidates in chunks of c2_chunk runs (the always-evaluated ones first: the true token's
+    context continuations, where a target-keyed blend puts its mass), stopping once those run already sum
+    certainly above 1: a FAIL the rest cannot undo. A normalized distribution runs them all (only the whole
+    vocabulary can PASS). Returns the runs and how many candidates were left out."""
+    chunk = max(1, int(params.get("c2_chunk") or len(vs) or 1))
+    done: list[VariantRun] = []
+    for i in range(0, len(vs), chunk):
+        done += executor.run(vs[i:i + chunk])
+        left = len(vs) - (i + chunk)
+        if left > 0 and certainly_not_normalized(plan, base, {r.name: r for r in done}, dict(params)):
+            return done, left
+    return done, 0
 
 
 def analyze_session(plan: SessionPlan, runs: list[VariantRun], params: Mapping[str, Any]) -> list[ProbeOutcome]:
@@ -211,24 +241,53 @@ def replay_identical(base: VariantRun | None, replay: VariantRun | None) -> bool
 
 def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: int, params: Mapping[str, Any],
                 which: Iterable[str] = PROBES, tables: Any = None,
-                seed: int | None = None, length: int | None = None) -> tuple[list[ProbeOutcome], dict[str, Any]]:
-    """Plan, run and analyse; returns the outcomes and the report's `probes` section."""
+                seed: int | None = None, length: int | None = None,
+                main: MainRun | None = None) -> tuple[list[ProbeOutcome], dict[str, Any]]:
+    """Plan, run and analyse; returns the outcomes and the report's `probes` section.
+
+    main: what the main run told (MainRun). With it, C2's candidates (when no batched stream is tried) are
+    planned up front and run in the same pool as the first variants: one round of runs less."""
     t0 = time.time()
     which = tuple(which)
     # lazy_replay (the cheap default, which decides only by a violation): the replay runs only when a score
     # moved, to tell a dependence from noise; a fork server's replay must come from its first session
     lazy = bool(params.get("lazy_replay")) and not getattr(executor, "fork", False)
     plan = plan_session(val_tokens, vocab, block, params, which, tables, seed, length, replay=not lazy)
-    runs = executor.run(plan.variants)
-    base = next((r for r in runs if r.name == "base"), None)  # the first session's: the others read against it
-    # what one more variant of this length costs (before the batched stream, which is longer)
-    cost = getattr(executor, "cost", None)
-    per = cost.per_variant_s() if cost is not None and hasattr(cost, "per_variant_s") else None
     c2_note = ""
     batched_outcome = None
     batched_note = ""
     batched_len = 2 * block * (vocab + 8) + 1
     too_long = batched_len > int(params["c2_batched_max_tokens"])
+    batched = "c2" in which and bool(params["c2_batched"]) and not too_long
+    # the candidates up front: their number from the main run's cost, whether any runs from its pass
+    early = ("c2" in which and not batched and main is not None and main.wall_s is not None
+             and not getattr(executor, "fork", False))
+    early_names: set[str] = set()
+    if early:
+        assert main is not None
+        n, c2_note = c2_budget(params, vocab, main.wall_s)
+        if main.twice:
+            n = 1
+        plan.c2, vs = plan_c2(plan.base, vocab, n, plan.rng)
+        plan.variants += vs
+        early_names = {v.name for v in vs}
+    runs = executor.run(plan.variants)
+    base = next((r for r in runs if r.name == "base"), None)  # the first session's: the others read against it
+    if early:
+        assert main is not None
+        unanchored = _no_site_level(base)
+        if unanchored and early_names:
+            # the base run scores the site twice after all: its candidates cannot be measured (as below)
+            runs = [r for r in runs if r.name not in early_names]
+            plan.variants = [v for v in plan.variants if v.name not in early_names]
+            plan.c2, _ = plan_c2(plan.base, vocab, 1, plan.rng)
+        if unanchored:
+            c2_note = f"candidates not run: {unanchored}"
+        elif main.twice:
+            early = False  # the main run scored a position twice, its base run did not: the candidates below
+    # what one more variant of this length costs (before the batched stream, which is longer)
+    cost = getattr(executor, "cost", None)
+    per = cost.per_variant_s() if cost is not None and hasattr(cost, "per_variant_s") else None
     if "c2" in which and params["c2_batched"] and too_long:
         batched_note = (f"a {batched_len}-token stream would exceed c2_batched_max_tokens "
                         f"({params['c2_batched_max_tokens']})")
@@ -240,7 +299,7 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
         brun = executor.run([bv])
         runs += brun
         batched_outcome, batched_note = analyze_c2_batched(b, brun[0] if brun else None, vocab, dict(params))
-    if "c2" in which and batched_outcome is None:
+    if "c2" in which and batched_outcome is None and not early:
         # second session: the candidates, sized by what one variant was measured to cost
         n, c2_note = c2_budget(params, vocab, per)
         unanchored = _no_site_level(base)
@@ -251,7 +310,14 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
         fresh_base = bool(getattr(executor, "fork", False))
         more = ([Variant(C2_BASE, np.array(plan.base, copy=True), "base")] if fresh_base else []) + vs
         plan.variants += more
-        runs += executor.run(more)
+        if fresh_base or base is None:
+            runs += executor.run(more)
+        else:
+            done, left = _candidates_until_decided(executor, plan.c2, base, vs, params)
+            runs += done
+            if left:
+                c2_note += (f"{'; ' if c2_note else ''}stopped after {len(vs) - left} of {len(vs)} candidate runs: "
+                            "those already sum certainly above 1, which no candidate left out can undo")
     outcomes = analyze_session(plan, runs, params)
     replay_note = ""
     if lazy:

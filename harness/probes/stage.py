@@ -20,10 +20,10 @@ import numpy as np
 
 from harness.config import Config
 from harness.errors import BadInput, RunFailed
-from harness.probes.execute import HarnessExecutor
+from harness.probes.execute import HarnessExecutor, printed_tuple, reported_scores
 from harness.probes.outcome import ProbeOutcome
 from harness.probes.results import rule_results
-from harness.probes.session import PROBES, block_length, blocks_for, probe_params, run_session, session_dir_name
+from harness.probes.session import PROBES, MainRun, block_length, blocks_for, probe_params, run_session, session_dir_name
 from harness.results import RuleResult, Status
 from harness.run.options import RunOptions
 
@@ -68,13 +68,37 @@ def _env_for_block(cfg: Config, opts: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
+def main_run_facts(result: Any, length: int | None, pos_bytes_of: Any, tol: tuple[float, float]) -> MainRun | None:
+    """What the main run (a RunResult of the same script and options) tells the probes before they run: its
+    wall time and whether its reported pass scores a position twice. None when it is not comparable: it
+    failed, printed no score, or served a stream of another length than the variants get."""
+    if result is None or getattr(result, "failed", True) or getattr(result, "reported", None) is None:
+        return None
+    served = getattr(result, "served", None) or {}
+    if length is None or served.get("val_tokens") != length or not served.get("val_tokens_path"):
+        return None
+    try:
+        tokens = np.load(str(served["val_tokens_path"]), allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if tokens.size != length:
+        return None
+    printed = printed_tuple(result.reported)
+    ps = reported_scores(getattr(result, "ledger_dir", None), printed, tokens, pos_bytes_of(tokens), *tol)
+    twice = None if ps.scores is None and ps.lists is None else ps.lists is not None
+    return MainRun(wall_s=getattr(result, "wall_s", None), twice=twice, note=ps.note)
+
+
 def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Mapping[str, Any] | None = None,
-                       which: Iterable[str] = PROBES, sampled: bool = False, length: int | None = None
-                       ) -> tuple[list[RuleResult], dict[str, Any]]:
+                       which: Iterable[str] = PROBES, sampled: bool = False, length: int | None = None,
+                       main_result: Any = None) -> tuple[list[RuleResult], dict[str, Any]]:
     """Run the probes on the submission at `path`; rule rows (checker "probe") and the report section.
 
     run_opts: how to run (RunOptions, or run_submission keyword arguments). The probes' own settings come
-    from rules/ (C1, C2 parameters) and harness.toml [probes]. RunFailed when the base run fails."""
+    from rules/ (C1, C2 parameters) and harness.toml [probes]. RunFailed when the base run fails.
+    main_result: the main run's RunResult under the same options (check --run): its score line is the one
+    every variant reports, so the base variant need not run first and alone, and its cost and reported pass
+    plan C2's candidates up front (session.MainRun)."""
     if run_opts is None:
         run_opts = RunOptions()
     opts = run_opts.kwargs() if isinstance(run_opts, RunOptions) else dict(run_opts)
@@ -120,7 +144,14 @@ def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Map
         path, cfg, opts, session, fork=bool(params["fork"]), jobs=int(params["jobs"]),
         variant_timeout_s=float(params["variant_timeout_s"]), pos_bytes_of=pos_bytes_of,
     )
-    outcomes, section = run_session(executor, val, vocab, block, params, which, tables, length=length)
+    main = None
+    executor.main_run = main_result
+    if main_result is not None:
+        main = main_run_facts(main_result, length, pos_bytes_of, executor.tol)
+        rep = getattr(main_result, "reported", None)
+        if main is not None and rep is not None and getattr(rep, "tag", ""):
+            executor.score_tag = str(rep.tag)
+    outcomes, section = run_session(executor, val, vocab, block, params, which, tables, length=length, main=main)
     section["session_dir"] = str(session)
     base = executor.base_result
     if base is not None and getattr(base, "out_dir", None):

@@ -59,16 +59,9 @@ def base_stream(val_tokens: np.ndarray, length: int, echo: int = 8) -> np.ndarra
     out = np.array(src[:length], dtype=np.uint16)
     if out[0] != BOS_ID:
         out[0] = BOS_ID
-    if echo > 0 and length > 2 * (echo + 2):
-        n = echo + 1
-        # copy from the middle of the stream, avoiding BOS tokens so the copied context is one document
-        lo = max(1, length // 3)
-        for s in range(lo, length - 2 * n):
-            seg = out[s:s + n]
-            if not np.any(seg == BOS_ID):
-                out[length - n:] = seg
-                break
-    return out
+    from harness.run.serve import with_seen_tail
+
+    return with_seen_tail(out, echo, BOS_ID)
 
 
 def with_token(stream: np.ndarray, position: int, token: int) -> np.ndarray:

@@ -98,6 +98,25 @@ def cut_whole_documents(stream: np.ndarray, cap: int, bos: int = BOS_ID) -> np.n
     return stream[:cap]
 
 
+def with_seen_tail(stream: np.ndarray, echo: int = 8, bos: int = BOS_ID) -> np.ndarray:
+    """The stream with its last `echo` + 1 tokens copied from an earlier stretch of itself (one document, no
+    BOS), so the context of the final position has been seen before: caches then hold entries for it, which
+    is where target-keyed blends leak. The probes' C2 site is that last position; a truncated main run serves
+    the same shape, so it is the probes' base run too (harness.probes.stage)."""
+    out = np.array(stream, copy=True)
+    length = int(out.size)
+    if echo > 0 and length > 2 * (echo + 2):
+        n = echo + 1
+        # copy from the middle of the stream, avoiding BOS tokens so the copied context is one document
+        lo = max(1, length // 3)
+        for s in range(lo, length - 2 * n):
+            seg = out[s:s + n]
+            if not np.any(seg == bos):
+                out[length - n:] = seg
+                break
+    return out
+
+
 def block_length(env: Any, default: int = 1) -> int:
     """The stream granularity: the least common multiple of the *SEQ_LEN values of an environment."""
     import math
@@ -234,6 +253,8 @@ def serve_data(
             # probe variant gets too (harness.probes), so a variant cannot be told from the main run by it
             stream = stream[: (stream.size - 1) // align * align + 1]
         truncated = stream.size < full.size
+        if truncated:
+            stream = with_seen_tail(stream)  # the probes' base stream: the main run serves as their base run
     val_path = dest / VAL_SHARD_NAME
     write_shard(val_path, stream)
     sidecar = None

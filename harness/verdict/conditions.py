@@ -722,7 +722,8 @@ def _shading(pr: Any, m: Any, floor: float, bpb_checked: bool) -> list[Finding]:
 
 def check_c2(an: Analysis, params: Mapping[str, Any], premises: Mapping[str, RuleResult] | None = None
              ) -> RuleResult:
-    """A negative NLL (a probability above 1) or a pick from an unnormalized row is a FAIL. The trace PASSes
+    """A negative NLL (a probability above 1), a pick from an unnormalized row, or a score computed from its own
+    target beyond the pick (the row chosen after x_t was looked at) is a FAIL. The trace PASSes
     C2 by the rule's own words when every score of the reported pass is -log of the target token's own entry
     (picked by the token itself: Tracer.raw_pick) in a normalized row over the whole vocabulary, and the
     ``premises`` C1, C3, C4 and D1 passed (or WARNed on an accepted shape): the row then depends only on
@@ -746,6 +747,9 @@ def check_c2(an: Analysis, params: Mapping[str, Any], premises: Mapping[str, Rul
         unnorm = _unnormalized_picks(an, rows, tol)
         if unnorm is not None:
             return unnorm
+        looked = _target_looked_at(an, rows)
+        if looked is not None:
+            return looked
         proof = _normalized_picks(an, rows, premises or {})
         if proof is not None:
             return proof
@@ -807,6 +811,34 @@ def _normalized_picks(an: Analysis, rows: np.ndarray, premises: Mapping[str, Rul
 def _c2_result(status: Status, summary: str, msg: str, ev: Evidence) -> RuleResult:
     """A C2 row decided by the trace: one finding with its evidence."""
     return RuleResult("C2", "", status, summary, [Finding("C2", status, msg, [ev])], checker="trace")
+
+
+def _target_looked_at(an: Analysis, rows: np.ndarray) -> RuleResult | None:
+    """Scores whose value depends on their own target beyond picking its entry (dep == pos: the hull's end
+    is a position the value surely used, as C1 reads it): the probability was computed after x_t was looked
+    at (a mixing weight gated on the target, a table keyed on it), so p_t was not one distribution fixed
+    before x_t, which C2 requires in its own words. The same evidence as C1's finding on the target, less the
+    positions an update touched before their score (there the dependence may run through training: C3's)."""
+    tb = an.tables
+    pos, dep = tb.pos[rows], tb.dep[rows]
+    hit = rows[(dep == pos) & (pos >= 1)]
+    if hit.size:
+        # a position some update's range held before its score may owe that dependence to the update (a model
+        # trained on its target): C3's matter, left to it here
+        hit = hit[~np.isin(hit, an.updated_before_scored())]
+    if not hit.size:
+        return None
+    r0 = int(hit[np.argmin(tb.pos[hit])])
+    e = an.event(int(tb.order[r0]))
+    p = int(tb.pos[r0])
+    msg = (f"position {p} was scored from a value that depends on its own target x_{p} beyond picking its "
+           f"probability, at {_at(e)}: the distribution was chosen after the target was looked at (a weight or "
+           f"table that depends on x_t), not fixed before it ({hit.size} of {rows.size} scores).")
+    return _c2_result(Status.FAIL, f"{hit.size} of {rows.size} scores computed from their own target beyond its "
+                                   "pick: p_t not fixed before x_t was looked at", msg,
+                      Evidence(where=_where(e), positions=_ints(np.sort(tb.pos[hit])), events=[int(e.get("seq", 0))],
+                               time_s=_t(e), detail=f"dep {p} = the target's position"
+                               + (f"; op {e.get('op')}" if e.get("op") else "")))
 
 
 def _unnormalized_picks(an: Analysis, rows: np.ndarray, tol: float) -> RuleResult | None:
