@@ -115,3 +115,21 @@ def test_cli_probe_writes_json_and_exits_by_verdict(tmp_path, capsys):
     assert c1["checker"] == "probe" and c1["status"] == "FAIL", c1["summary"]
     assert rc == 1
     assert "C1" in capsys.readouterr().out
+
+
+def test_check_run_takes_the_main_run_as_the_probes_base_run(tmp_path, monkeypatch):
+    """check --run's cheap probes: the main run served exactly the base stream (its seen tail included), so
+    it is the base variant's run; the sampled C2's candidates join the first pool, planned from it."""
+    monkeypatch.chdir(tmp_path)
+    rc = cli_main(["check", str(SUBS / "legal_score_first_ttt"), "--run", "-q", "--json", str(tmp_path / "r.json"),
+                   "--out", str(tmp_path / "out")])
+    assert (tmp_path / "r.json").is_file(), rc
+    rep = json.loads((tmp_path / "r.json").read_text())
+    p = rep["sections"]["probes"]
+    # legal; INCONCLUSIVE overall (exit 2) only for want of an artifact in the folder (B1)
+    assert rc in (0, 2) and not [r for r in rep["rules"] if r["status"] == "FAIL" and not r["rule_id"].startswith("S")]
+    assert p["base"]["how"] == "main run" and p["base"]["per_position_scores"], p["base"]
+    assert any("the base variant is the main run" in n for n in p["cost"]["notes"])
+    assert p["cost"]["runs"] == p["variants"] - 1  # every variant but the base ran
+    assert "candidates" in p["c2_candidates"] and "not run" not in p["c2_candidates"], p["c2_candidates"]
+    assert not any(o["status"] == "FAIL" for o in p["outcomes"])

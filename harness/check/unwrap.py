@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from harness.check.containers import StreamError, decompress_all_capped, decompress_capped
 from harness.errors import BadInput
+from harness.pyast import parse_source
 
 
 @dataclass
@@ -525,7 +526,7 @@ def _span(stmt: ast.stmt) -> tuple[int, int]:
 def _peel_once(text: str, max_bytes: int, level: int) -> _Level:
     where = "" if level == 0 else f"level {level + 1}: "
     try:
-        tree = ast.parse(text)
+        tree = parse_source(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         note = []
         if _EXEC_CALL.search(text):  # a broken file with no exec/eval call needs no note

@@ -38,6 +38,7 @@ import numpy as np
 from harness import progress
 from harness.errors import BadInput, HarnessError
 from harness.data.shards import BOS_ID, doc_starts, read_header, read_shard, write_shard
+from harness.pyast import parse_source
 
 FORMAT = 1  # bump when the build changes, so stale caches are rebuilt
 DEFAULT_VOCAB = 1024
@@ -174,7 +175,7 @@ def _zen_of_python() -> list[str]:
     # `import this` prints; read its rot13 source string instead.
     path = Path(sysconfig.get_paths()["stdlib"]) / "this.py"
     try:
-        tree = ast.parse(path.read_bytes())
+        tree = parse_source(path.read_bytes())
     except (OSError, SyntaxError, ValueError):
         return []
     for node in tree.body:

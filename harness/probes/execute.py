@@ -313,11 +313,11 @@ class HarnessExecutor:
             runs, rest = self._fork_session(variants)
             for i, r in runs.items():
                 out[i] = r
-        elif self.score_tag is None:
+        elif self.score_tag is None and first:
             # first and alone: the score line it reports names the line every other variant must report
             out[0] = self._single(variants[0])
         else:
-            rest = list(range(len(variants)))  # the line is known (the main run's): variant 0 joins the pool
+            rest = list(range(len(variants)))  # the line is known (the main run's or the base's): all in the pool
         if self.jobs > 1 and len(rest) > 1:
             # each variant is a process of its own (one thread each at tiny scale): run `jobs` at a time
             from concurrent.futures import ThreadPoolExecutor

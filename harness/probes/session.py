@@ -175,7 +175,6 @@ class MainRun:
 
     wall_s: float | None  # what one variant costs (the main run is one run of the same length)
     twice: bool | None  # its reported pass scores some position more than once (None: its ledger did not say)
-    note: str = ""  # where that came from (the main run's reported pass)
 
 
 def c2_budget(params: Mapping[str, Any], vocab: int, per_variant_s: float | None) -> tuple[int, str]:

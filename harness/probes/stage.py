@@ -86,7 +86,7 @@ def main_run_facts(result: Any, length: int | None, pos_bytes_of: Any, tol: tupl
     printed = printed_tuple(result.reported)
     ps = reported_scores(getattr(result, "ledger_dir", None), printed, tokens, pos_bytes_of(tokens), *tol)
     twice = None if ps.scores is None and ps.lists is None else ps.lists is not None
-    return MainRun(wall_s=getattr(result, "wall_s", None), twice=twice, note=ps.note)
+    return MainRun(wall_s=getattr(result, "wall_s", None), twice=twice)
 
 
 def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Mapping[str, Any] | None = None,

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.pyast import parse_source
+
 MARK = "HARNESS_BYTE_TABLE "
 _MAX_FILE = 2_000_000
 
@@ -61,7 +63,7 @@ def _module_text(path: Path) -> str | None:
     except Exception:  # noqa: BLE001 - an unreadable file holds no builder we can run
         return None
     try:
-        ast.parse(text)
+        parse_source(text)
         return text
     except SyntaxError:
         pass
@@ -106,7 +108,7 @@ def find_builders(folder: str | Path) -> list[TableBuilder]:
         if text is None:
             continue
         try:
-            parsed.append((p.name, text, ast.parse(text)))
+            parsed.append((p.name, text, parse_source(text)))
         except SyntaxError:
             continue
     calls: dict[str, list[str]] = {}

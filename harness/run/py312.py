@@ -30,13 +30,14 @@ code bytes on the submission as shipped, never on the working copy.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+
+from harness.pyast import parse_source
 
 MAX_FILE_BYTES = 4 * 1024 * 1024  # bigger .py files in a submission are left alone
 _QUOTES = ('"', "'", '"""', "'''")
@@ -98,7 +99,7 @@ def host_needs_rewrite(exe: str, version: str) -> bool:
 def compiles(source: str, filename: str = "<source>") -> SyntaxError | None:
     """None when this host's parser accepts `source`; else its SyntaxError."""
     try:
-        ast.parse(source, filename)
+        parse_source(source, filename)
     except SyntaxError as e:
         return e
     except (ValueError, RecursionError, MemoryError) as e:

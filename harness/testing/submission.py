@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from harness.pyast import parse_source
+
 
 @dataclass
 class LoadInfo:
@@ -144,7 +146,7 @@ def load_submission_module(
         raise FileNotFoundError(f"no such script: {p}")
     info = LoadInfo(str(p))
     source = _source(p, info)
-    tree = ast.parse(source, str(p))
+    tree = parse_source(source, str(p))
     info.skipped = strip_unguarded_calls(tree, source)
     code = compile(tree, str(p), "exec")
     if shim:

@@ -9,6 +9,7 @@ import re
 
 from harness.check.hints.patterns import HINT_PATTERNS
 from harness.check.hints.syntax import _callee, _text
+from harness.pyast import parse_source
 from harness.results import Hint
 
 
@@ -42,7 +43,7 @@ def _parse(source: str) -> tuple[ast.Module | None, list[int], SyntaxError | Non
     first_err: SyntaxError | None = None
     for _ in range(200):
         try:
-            return ast.parse("".join(lines)), repaired, first_err
+            return parse_source("".join(lines)), repaired, first_err
         except SyntaxError as e:
             first_err = first_err or e
             ln = e.lineno or 0
