@@ -55,22 +55,39 @@ _tm = None
 if os.environ.get("TRACER_TIMING"):
     import time
     from harness.runtime.tracer import torch_mode as _tmod
-    _tm = {"dispatch": 0.0, "apply": 0.0, "n": 0, "napply": 0}
+    _tm = {"dispatch": 0.0, "apply": 0.0, "n": 0, "napply": 0, "fast": 0.0, "nfast": 0, "kind": {}, "size": {}}
     _raw, _apply = _tmod.TraceMode.__torch_dispatch__, _tmod.apply
+    _applied = [False]
     def _disp(self, *a, **k):
+        _applied[0] = False
         t = time.perf_counter()
         try:
             return _raw(self, *a, **k)
         finally:
-            _tm["dispatch"] += time.perf_counter() - t
+            dt = time.perf_counter() - t
+            _tm["dispatch"] += dt
             _tm["n"] += 1
-    def _app(*a, **k):
+            if not _applied[0]:  # the op touched no traced tensor: the mode's fast path and the op itself
+                _tm["fast"] += dt
+                _tm["nfast"] += 1
+    def _numel(out):
+        import torch
+        xs = out if isinstance(out, (list, tuple)) else (out,)
+        return sum(x.numel() for x in xs if isinstance(x, torch.Tensor))
+    def _app(tr, func, args, kwargs, out):
+        _applied[0] = True
         t = time.perf_counter()
         try:
-            return _apply(*a, **k)
+            return _apply(tr, func, args, kwargs, out)
         finally:
-            _tm["apply"] += time.perf_counter() - t
+            dt = time.perf_counter() - t
+            _tm["apply"] += dt
             _tm["napply"] += 1
+            # where the handlers' time goes: by handler kind, and by output elements (log2 buckets)
+            kind = _tmod._entry(func)[0].kind
+            e = _tm["kind"].setdefault(kind, [0, 0.0]); e[0] += 1; e[1] += dt
+            b = max(0, _numel(out) - 1).bit_length()
+            e = _tm["size"].setdefault(b, [0, 0.0]); e[0] += 1; e[1] += dt
     _tmod.TraceMode.__torch_dispatch__ = _disp
     _tmod.apply = _app
 def _dump():
@@ -156,7 +173,7 @@ def run_once(folder: Path, out: Path, traced: bool, timeout: float, env: list[st
             cpu = float(found[0].read_text())
         timing = sorted(Path(kept).rglob("bench_timing.txt"))
         if timing:
-            print(f"    (timing: {timing[0].read_text()})", flush=True)
+            _print_timing(timing[0].read_text())
         detail = sorted(Path(kept).rglob("bench_cpu_detail.txt"))
         if detail:
             print(f"    ({'traced' if traced else 'untraced'}: {detail[0].read_text()})", flush=True)
@@ -169,6 +186,22 @@ def run_once(folder: Path, out: Path, traced: bool, timeout: float, env: list[st
         raise RuntimeError(f"{folder.name} {'traced' if traced else 'untraced'} run failed: {reason}: "
                            f"{run.get('message')} (exit {p.returncode})")
     return float(run.get("wall_s") or outer), cpu, run
+
+
+def _print_timing(text: str) -> None:
+    """The child's TRACER_TIMING figures: the mode's fast path (ops on untraced tensors, op included), the
+    handlers (``apply``, after the op) by kind and by output size."""
+    import ast
+
+    tm = ast.literal_eval(text)
+    n, fast, napply, app = tm["n"], tm["fast"], tm["napply"], tm["apply"]
+    print(f"    (timing: {n} ops in the mode, {tm['dispatch']:.2f} s with the ops; {tm['nfast']} untraced "
+          f"{fast:.2f} s ({1e6 * fast / max(tm['nfast'], 1):.1f} us/op, op included); {napply} traced: "
+          f"handlers {app:.2f} s ({1e6 * app / max(napply, 1):.1f} us/op))", flush=True)
+    for title, rows in (("by kind", sorted(tm["kind"].items(), key=lambda kv: -kv[1][1])[:8]),
+                        ("by output elements", sorted(tm["size"].items()))):
+        cells = [f"{(k if title == 'by kind' else '<=2^' + str(k))}: {c} ops {s:.2f} s" for k, (c, s) in rows]
+        print(f"      handlers {title}: " + "; ".join(cells), flush=True)
 
 
 def paired(folder: Path, repeat: int, timeout: float, env: list[str]) -> dict[str, list[float]]:

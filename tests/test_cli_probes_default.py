@@ -10,8 +10,8 @@ from harness.cli.options import CHEAP_PROBES, ProbeOptions
 from harness.config import load_config
 
 
-def _result(wall_s: float, failed: bool = False) -> SimpleNamespace:
-    return SimpleNamespace(wall_s=wall_s, failed=failed)
+def _result(wall_s: float, failed: bool = False, cpu_s: float | None = None) -> SimpleNamespace:
+    return SimpleNamespace(wall_s=wall_s, failed=failed, cpu_s=cpu_s)
 
 
 def test_cheap_probes_run_on_a_fast_run_and_are_skipped_past_the_budget():
@@ -20,6 +20,17 @@ def test_cheap_probes_run_on_a_fast_run_and_are_skipped_past_the_budget():
     assert _why_no_probes(CHEAP_PROBES, _result(budget / 2 - 1), cfg) is None
     why = _why_no_probes(CHEAP_PROBES, _result(budget / 2 + 1), cfg)
     assert why is not None and "default_budget_s" in why and "--probes" in why
+
+
+def test_the_cost_of_a_variant_is_the_main_runs_cpu_time_when_the_kernel_counted_it():
+    """A main run slowed by other work on the machine (wall far above its CPU) still gets its probes, and the
+    decision follows the CPU seconds, not the load: the same run, the same decision."""
+    cfg = load_config()
+    budget = float(cfg.section("probes")["default_budget_s"])
+    assert _why_no_probes(CHEAP_PROBES, _result(budget * 3, cpu_s=budget / 2 - 1), cfg) is None
+    why = _why_no_probes(CHEAP_PROBES, _result(budget / 4, cpu_s=budget / 2 + 1), cfg)
+    assert why is not None and "of CPU" in why
+    assert _why_no_probes(CHEAP_PROBES, _result(budget / 2 + 1, cpu_s=None), cfg) is not None  # wall, as before
 
 
 def test_requested_probes_always_run_and_a_failed_run_never_probes():

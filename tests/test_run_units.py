@@ -506,3 +506,27 @@ def test_a_shard_whose_header_is_known_is_not_opened_again(tmp_path: Path) -> No
     assert c.val_span(str(tmp_path / "fineweb_val_000000.bin"), 1024, 1084) == (0, 30)
     assert c.val_span(str(tmp_path / "fineweb_val_bytes_000000.bin"), 1024, 1084) == (30, 60)
     assert opened == ["fineweb_val_000000.bin", "fineweb_val_bytes_000000.bin"], opened
+
+
+def test_reap_returns_the_childs_cpu_time_as_the_kernel_counted_it():
+    """sandbox.reap: the usage of the reaped child (with what it waited for), not its wall time; None while it
+    runs; returncode set as Popen.wait sets it."""
+    import subprocess
+    import sys
+
+    from harness.run.sandbox import reap
+
+    busy = "import time\nt=time.process_time()\nwhile time.process_time()-t<0.3: pass\nimport sys; sys.exit(3)"
+    proc = subprocess.Popen([sys.executable, "-c", busy])
+    usage = None
+    for _ in range(600):
+        usage = reap(proc, 0.05)
+        if usage is not None:
+            break
+    assert usage is not None and proc.returncode == 3
+    assert usage.ru_utime + usage.ru_stime >= 0.25
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.6)"])
+    assert reap(idle, 0.05) is None and idle.returncode is None  # still running
+    while (usage := reap(idle, 0.1)) is None:
+        pass
+    assert idle.returncode == 0 and usage.ru_utime + usage.ru_stime < 0.5  # slept: little CPU for 0.6 s of wall

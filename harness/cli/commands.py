@@ -24,7 +24,7 @@ from harness.config import Config
 from harness.errors import BadInput, Exit, RunFailed
 from harness.merge import merge_rows
 from harness.probes.results import merge_rule_results, probes_section_lines
-from harness.probes.session import PROBES, probe_params
+from harness.probes.session import PROBES, probe_params, variant_estimate
 from harness.probes.stage import probe_rule_results
 from harness.report.build import finalize, fold_stage, new_report, write_outputs
 from harness.report.console import print_rules, render_report
@@ -123,10 +123,12 @@ def _why_no_probes(probes: ProbeOptions | None, result: RunResult, cfg: Config, 
         return ("the score came from an evaluation-only rerun of the training run's artifact; probe variants "
                 "are whole runs of the script and would not be run the same way")
     budget = float(probe_params(cfg)["default_budget_s"])
-    if probes.sampled and 2 * result.wall_s > budget:
-        return (f"the run took {result.wall_s:.0f} s and each probe variant re-runs its evaluation, past the "
+    cost, what = variant_estimate(result)
+    if probes.sampled and cost is not None and 2 * cost > budget:
+        return (f"the run took {cost:.0f} s{what} and each probe variant re-runs its evaluation, past the "
                 f"cheap probes' {budget:.0f} s budget ([probes] default_budget_s); C2 is decided with --probes")
     return None
+
 
 
 def check(o: Options, cfg: Config) -> int:

@@ -229,6 +229,23 @@ def printed_tuple(rep: Any) -> tuple[str, float, float, str] | None:
         return None
 
 
+class MainServed:
+    """The main run's served stream, and its reported pass read from its ledger on first use."""
+
+    def __init__(self, result: Any, tokens: np.ndarray, executor: "HarnessExecutor") -> None:
+        self.result, self.tokens = result, tokens
+        self._executor = executor
+        self._scores: PassScores | None = None
+
+    def scores(self) -> PassScores:
+        if self._scores is None:
+            ex = self._executor
+            self._scores = reported_scores(getattr(self.result, "ledger_dir", None),
+                                           printed_tuple(getattr(self.result, "reported", None)), self.tokens,
+                                           ex.pos_bytes_of(self.tokens), *ex.tol)
+        return self._scores
+
+
 class HarnessExecutor:
     """Variants through harness.run.run_submission (fork server when available)."""
 
@@ -259,6 +276,7 @@ class HarnessExecutor:
         # the main run of this script under the same options (check --run): when it served the first session's
         # base stream exactly, it stands as that variant's run (_same_as_main)
         self.main_run: Any = None
+        self._main_view: tuple[Any, MainServed | None] | None = None  # (main_run it was read from, its view)
         self.description = "harness run" + (" + fork server" if fork else ", one run per variant")
 
     def _run_submission(self, **kw: Any) -> Any:
@@ -282,15 +300,16 @@ class HarnessExecutor:
             kw["score_tag"] = self.score_tag
         return kw
 
-    def _from_result(self, v: Variant, res: Any, how: str) -> VariantRun:
+    def _from_result(self, v: Variant, res: Any, how: str, scores: PassScores | None = None) -> VariantRun:
+        """scores: the reported pass when already read (the main run's, MainServed)."""
         printed = printed_tuple(getattr(res, "reported", None))
         run = VariantRun(v.name, v.purpose, int(v.tokens.size) - 1, ok=bool(getattr(res, "ok", False)),
                          reason=str(getattr(res, "reason", "")), wall_s=getattr(res, "wall_s", None), how=how)
         if printed is not None:
             run.val_loss, run.val_bpb, run.line = printed[1], printed[2], printed[3]
         if run.ok:
-            run.take(reported_scores(getattr(res, "ledger_dir", None), printed, v.tokens,
-                                     self.pos_bytes_of(v.tokens), *self.tol))
+            run.take(scores if scores is not None else reported_scores(
+                getattr(res, "ledger_dir", None), printed, v.tokens, self.pos_bytes_of(v.tokens), *self.tol))
         return run
 
     def run(self, variants: Sequence[Variant]) -> list[VariantRun]:
@@ -332,29 +351,43 @@ class HarnessExecutor:
         progress.done("probes")
         return [r for r in out if r is not None]
 
+    def main_served(self) -> MainServed | None:
+        """The main run's served stream and reported pass, read once for every caller (the session plan's
+        MainRun facts and the base variant's run): None when it failed, printed no score or its stream is
+        unreadable."""
+        res = self.main_run
+        if self._main_view is not None and self._main_view[0] is res:
+            return self._main_view[1]
+        view = None
+        if res is not None and not getattr(res, "failed", True) and getattr(res, "reported", None) is not None:
+            path = (getattr(res, "served", None) or {}).get("val_tokens_path")
+            try:
+                tokens = np.load(str(path), allow_pickle=False) if path else None
+            except (OSError, ValueError):
+                tokens = None
+            if tokens is not None:
+                view = MainServed(res, tokens, self)
+        self._main_view = (res, view)
+        return view
+
     def _same_as_main(self, v: Variant) -> bool:
         """The main run (main_run, set by the caller: the same script under the same options) served exactly
         this stream and printed its score: it is this variant's run, already made."""
-        res = self.main_run
-        if res is None or getattr(res, "failed", True) or not getattr(res, "ok", False) \
-                or getattr(res, "reported", None) is None:
-            return False
-        path = (getattr(res, "served", None) or {}).get("val_tokens_path")
-        try:
-            served = np.load(str(path), allow_pickle=False) if path else None
-        except (OSError, ValueError):
-            return False
-        return served is not None and served.shape == v.tokens.shape and bool(np.array_equal(served, v.tokens))
+        view = self.main_served()
+        return view is not None and bool(getattr(view.result, "ok", False)) \
+            and view.tokens.shape == v.tokens.shape and bool(np.array_equal(view.tokens, v.tokens))
 
     def _take_main(self, v: Variant) -> VariantRun:
-        res = self.main_run
+        view = self.main_served()
+        assert view is not None  # _same_as_main held
+        res = view.result
         self.base_result = res
         self.cost.run_wall_s = getattr(res, "wall_s", None)
         rep = getattr(res, "reported", None)
         if rep is not None and self.score_tag is None:
             self.score_tag = str(getattr(rep, "tag", "") or "") or None
         self.cost.notes.append("the base variant is the main run: it served the same stream under the same options")
-        return self._from_result(v, res, "main run")
+        return self._from_result(v, res, "main run", scores=view.scores())
 
     def _single(self, v: Variant) -> VariantRun:
         d = self.session / "runs" / v.name

@@ -173,8 +173,19 @@ class MainRun:
     plan their C2 candidates from it and run them beside the first variants instead of after them. The
     base run still decides; where it disagrees with this, run_session falls back to the sequential plan."""
 
-    wall_s: float | None  # what one variant costs (the main run is one run of the same length)
+    wall_s: float | None  # what one variant costs (the main run is one run of the same length: variant_estimate)
     twice: bool | None  # its reported pass scores some position more than once (None: its ledger did not say)
+
+
+def variant_estimate(result: Any) -> tuple[float | None, str]:
+    """What one probe variant will cost, from the main run: its CPU seconds as the kernel counted them (a
+    variant runs one thread, and CPU time does not grow with other work on the machine, so the same run
+    gets the same decision under load), else its wall time. The second value says which, for the note."""
+    cpu = getattr(result, "cpu_s", None)
+    if cpu is not None and cpu > 0:
+        return float(cpu), " of CPU"
+    wall = getattr(result, "wall_s", None)
+    return (None if wall is None else float(wall)), ""
 
 
 def c2_budget(params: Mapping[str, Any], vocab: int, per_variant_s: float | None) -> tuple[int, str]:

@@ -20,10 +20,11 @@ import numpy as np
 
 from harness.config import Config
 from harness.errors import BadInput, RunFailed
-from harness.probes.execute import HarnessExecutor, printed_tuple, reported_scores
+from harness.probes.execute import HarnessExecutor
 from harness.probes.outcome import ProbeOutcome
 from harness.probes.results import rule_results
-from harness.probes.session import PROBES, MainRun, block_length, blocks_for, probe_params, run_session, session_dir_name
+from harness.probes.session import (PROBES, MainRun, block_length, blocks_for, probe_params, run_session,
+                                    session_dir_name, variant_estimate)
 from harness.results import RuleResult, Status
 from harness.run.options import RunOptions
 
@@ -68,25 +69,17 @@ def _env_for_block(cfg: Config, opts: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
-def main_run_facts(result: Any, length: int | None, pos_bytes_of: Any, tol: tuple[float, float]) -> MainRun | None:
-    """What the main run (a RunResult of the same script and options) tells the probes before they run: its
-    wall time and whether its reported pass scores a position twice. None when it is not comparable: it
-    failed, printed no score, or served a stream of another length than the variants get."""
-    if result is None or getattr(result, "failed", True) or getattr(result, "reported", None) is None:
+def main_run_facts(executor: HarnessExecutor, length: int | None) -> MainRun | None:
+    """What the main run (executor.main_run: a RunResult of the same script and options) tells the probes
+    before they run: its wall time and whether its reported pass scores a position twice. None when it is
+    not comparable: it failed, printed no score, or served a stream of another length than the variants get."""
+    view = executor.main_served()
+    if view is None or length is None or view.tokens.size != length \
+            or (getattr(view.result, "served", None) or {}).get("val_tokens") != length:
         return None
-    served = getattr(result, "served", None) or {}
-    if length is None or served.get("val_tokens") != length or not served.get("val_tokens_path"):
-        return None
-    try:
-        tokens = np.load(str(served["val_tokens_path"]), allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    if tokens.size != length:
-        return None
-    printed = printed_tuple(result.reported)
-    ps = reported_scores(getattr(result, "ledger_dir", None), printed, tokens, pos_bytes_of(tokens), *tol)
+    ps = view.scores()
     twice = None if ps.scores is None and ps.lists is None else ps.lists is not None
-    return MainRun(wall_s=getattr(result, "wall_s", None), twice=twice)
+    return MainRun(wall_s=variant_estimate(view.result)[0], twice=twice)
 
 
 def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Mapping[str, Any] | None = None,
@@ -147,7 +140,7 @@ def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Map
     main = None
     executor.main_run = main_result
     if main_result is not None:
-        main = main_run_facts(main_result, length, pos_bytes_of, executor.tol)
+        main = main_run_facts(executor, length)
         rep = getattr(main_result, "reported", None)
         if main is not None and rep is not None and getattr(rep, "tag", ""):
             executor.score_tag = str(rep.tag)

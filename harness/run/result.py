@@ -91,6 +91,10 @@ class RunResult:
     # the configuration inferred from the folder and the environment applied, each value with its source
     # (harness.check.configuration, harness.run.scale)
     configuration: dict[str, Any] = field(default_factory=dict)
+    # CPU seconds (user + system) of the script's process and the descendants it waited for, as the kernel
+    # counted them when the harness reaped it (os.wait4): unlike wall_s, not inflated by other work on the
+    # machine. None when the harness did not reap it itself (a kill, an early failure)
+    cpu_s: float | None = None
 
     @property
     def ok(self) -> bool:

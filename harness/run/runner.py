@@ -323,12 +323,10 @@ def _launch(
     }
     for p in pumps.values():
         p.start()
+    usage: Any = None  # the child's resource usage, from the kernel when this process reaps it
     try:
         while True:
-            try:
-                proc.wait(timeout=POLL_S)
-            except subprocess.TimeoutExpired:
-                pass
+            usage = sandbox.reap(proc, POLL_S) or usage
             tracker.feed(tail.poll())
             box.poll()
             now = time.time() - t0
@@ -420,6 +418,7 @@ def _launch(
         reason=reason,
         message=message,
         wall_s=wall,
+        cpu_s=None if usage is None else round(usage.ru_utime + usage.ru_stime, 3),
         stdout_path=str(out / "stdout.txt"),
         stderr_path=str(out / "stderr.txt"),
         stdout_tail=pumps["stdout"].tail(4000),

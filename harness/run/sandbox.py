@@ -280,6 +280,29 @@ def kill_tree(pgid: int | None, marker: str, sig: int = signal.SIGKILL) -> int:
     return n
 
 
+def reap(proc: subprocess.Popen[bytes], wait_s: float) -> Any:
+    """Wait up to ``wait_s`` for the child to exit and reap it with os.wait4: its resource usage (with the
+    descendants it waited for) as the kernel counted it, or None while it runs. Sets ``proc.returncode``
+    as Popen.wait would."""
+    deadline = time.monotonic() + wait_s
+    step = 0.005
+    while proc.returncode is None:
+        try:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere: Popen knows its status, the usage is gone
+            proc.poll()
+            return None
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        time.sleep(min(step, left))
+        step = min(step * 2, 0.05)  # prompt for a short run, cheap for a long one
+    return None
+
+
 def terminate(proc: subprocess.Popen[bytes], marker: str, grace_s: float = 2.0) -> None:
     """SIGTERM the tree (torchrun forwards it to its workers), then SIGKILL what is left."""
     kill_tree(proc.pid, marker, signal.SIGTERM)
