@@ -476,7 +476,7 @@ def test_candidates_planned_from_the_main_run_join_the_first_pool_with_the_same_
     from harness.probes.session import MainRun
 
     seq, seq_sec, seq_calls = _sessions_of(ModelExecutor, fn)
-    early, early_sec, early_calls = _sessions_of(ModelExecutor, fn, main=MainRun(wall_s=1e-3, twice=False))
+    early, early_sec, early_calls = _sessions_of(ModelExecutor, fn, main=MainRun(variant_s=1e-3, twice=False))
     assert len(seq_calls) == 2 and len(early_calls) == 1  # the candidates ran beside the first variants
     assert sorted(early_calls[0]) == sorted(seq_calls[0] + seq_calls[1])
     assert early == seq
@@ -489,13 +489,13 @@ def test_main_run_and_base_run_disagreeing_on_the_site_fall_back_to_what_the_bas
 
     # the main run said "scored twice" but the base run gives one score per position: candidates run after
     seq, seq_sec, _ = _sessions_of(ModelExecutor, legal_cache(V))
-    out, sec, calls = _sessions_of(ModelExecutor, legal_cache(V), main=MainRun(wall_s=1e-3, twice=True))
+    out, sec, calls = _sessions_of(ModelExecutor, legal_cache(V), main=MainRun(variant_s=1e-3, twice=True))
     assert len(calls) == 2 and [n for n in calls[0] if n.startswith("c2_")] == [] and calls[1]
     assert out == seq and sec["c2_candidates"] == seq_sec["c2_candidates"] == ""
     # the main run said "one score each" but the base run scores its tail twice: the candidates' runs are
     # dropped, as if never run, and the report says why
     seq, seq_sec, _ = _sessions_of(_TailScoredTwice, legal_cache(V))
-    out, sec, calls = _sessions_of(_TailScoredTwice, legal_cache(V), main=MainRun(wall_s=1e-3, twice=False))
+    out, sec, calls = _sessions_of(_TailScoredTwice, legal_cache(V), main=MainRun(variant_s=1e-3, twice=False))
     assert len(calls) == 1 and any(n.startswith("c2_") for n in calls[0])
     assert sec["c2_candidates"].startswith("candidates not run") and sec["c2_candidates"] == seq_sec["c2_candidates"]
     assert out == seq

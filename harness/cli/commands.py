@@ -130,7 +130,6 @@ def _why_no_probes(probes: ProbeOptions | None, result: RunResult, cfg: Config, 
     return None
 
 
-
 def check(o: Options, cfg: Config) -> int:
     report = new_report(o.path, "check", cfg)
     folder = check_folder(o.path, cfg, o.check)

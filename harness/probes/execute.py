@@ -232,17 +232,17 @@ def printed_tuple(rep: Any) -> tuple[str, float, float, str] | None:
 class MainServed:
     """The main run's served stream, and its reported pass read from its ledger on first use."""
 
-    def __init__(self, result: Any, tokens: np.ndarray, executor: "HarnessExecutor") -> None:
+    def __init__(self, result: Any, tokens: np.ndarray, pos_bytes_of: Callable[[np.ndarray], np.ndarray | None],
+                 tol: tuple[float, float]) -> None:
         self.result, self.tokens = result, tokens
-        self._executor = executor
+        self._pos_bytes_of, self._tol = pos_bytes_of, tol
         self._scores: PassScores | None = None
 
     def scores(self) -> PassScores:
         if self._scores is None:
-            ex = self._executor
             self._scores = reported_scores(getattr(self.result, "ledger_dir", None),
                                            printed_tuple(getattr(self.result, "reported", None)), self.tokens,
-                                           ex.pos_bytes_of(self.tokens), *ex.tol)
+                                           self._pos_bytes_of(self.tokens), *self._tol)
         return self._scores
 
 
@@ -366,7 +366,7 @@ class HarnessExecutor:
             except (OSError, ValueError):
                 tokens = None
             if tokens is not None:
-                view = MainServed(res, tokens, self)
+                view = MainServed(res, tokens, self.pos_bytes_of, self.tol)
         self._main_view = (res, view)
         return view
 

@@ -173,7 +173,7 @@ class MainRun:
     plan their C2 candidates from it and run them beside the first variants instead of after them. The
     base run still decides; where it disagrees with this, run_session falls back to the sequential plan."""
 
-    wall_s: float | None  # what one variant costs (the main run is one run of the same length: variant_estimate)
+    variant_s: float | None  # what one variant costs (the main run is one run of the same length: variant_estimate)
     twice: bool | None  # its reported pass scores some position more than once (None: its ledger did not say)
 
 
@@ -270,12 +270,12 @@ def run_session(executor: Executor, val_tokens: np.ndarray, vocab: int, block: i
     too_long = batched_len > int(params["c2_batched_max_tokens"])
     batched = "c2" in which and bool(params["c2_batched"]) and not too_long
     # the candidates up front: their number from the main run's cost, whether any runs from its pass
-    early = ("c2" in which and not batched and main is not None and main.wall_s is not None
+    early = ("c2" in which and not batched and main is not None and main.variant_s is not None
              and not getattr(executor, "fork", False))
     early_names: set[str] = set()
     if early:
         assert main is not None
-        n, c2_note = c2_budget(params, vocab, main.wall_s)
+        n, c2_note = c2_budget(params, vocab, main.variant_s)
         if main.twice:
             n = 1
         plan.c2, vs = plan_c2(plan.base, vocab, n, plan.rng)

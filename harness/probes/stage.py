@@ -71,7 +71,8 @@ def _env_for_block(cfg: Config, opts: Mapping[str, Any]) -> dict[str, str]:
 
 def main_run_facts(executor: HarnessExecutor, length: int | None) -> MainRun | None:
     """What the main run (executor.main_run: a RunResult of the same script and options) tells the probes
-    before they run: its wall time and whether its reported pass scores a position twice. None when it is
+    before they run: what one variant costs (variant_estimate) and whether its reported pass scores a position
+    twice. None when it is
     not comparable: it failed, printed no score, or served a stream of another length than the variants get."""
     view = executor.main_served()
     if view is None or length is None or view.tokens.size != length \
@@ -79,7 +80,7 @@ def main_run_facts(executor: HarnessExecutor, length: int | None) -> MainRun | N
         return None
     ps = view.scores()
     twice = None if ps.scores is None and ps.lists is None else ps.lists is not None
-    return MainRun(wall_s=variant_estimate(view.result)[0], twice=twice)
+    return MainRun(variant_s=variant_estimate(view.result)[0], twice=twice)
 
 
 def probe_rule_results(path: str | Path, cfg: Config, run_opts: RunOptions | Mapping[str, Any] | None = None,
