@@ -121,6 +121,8 @@ def test_check_run_takes_the_main_run_as_the_probes_base_run(tmp_path, monkeypat
     """check --run's cheap probes: the main run served exactly the base stream (its seen tail included), so
     it is the base variant's run; the sampled C2's candidates join the first pool, planned from it."""
     monkeypatch.chdir(tmp_path)
+    # two sampled candidates (./harness.toml overlays the shipped one): the plan, not the sample, is under test
+    (tmp_path / "harness.toml").write_text("[rules.C2]\nc2_default_candidates = 2\n")
     rc = cli_main(["check", str(SUBS / "legal_score_first_ttt"), "--run", "-q", "--json", str(tmp_path / "r.json"),
                    "--out", str(tmp_path / "out")])
     assert (tmp_path / "r.json").is_file(), rc
