@@ -18,7 +18,11 @@ PYTHONPATH, see ``_PROFILE_SITE``) and prints the own time per tracer part (disp
 table, op handlers by family, provenance store, events / ledger, traced numpy, patches, kernels)
 and the top functions; --save keeps the raw stats. cProfile inflates Python-heavy parts several
 times: use it for where, the CPU ratio for how much. `--env TRACER_TIMING=1` instead times the
-dispatch mode and the op handlers (``apply``) in the child without a profiler (printed per run).
+dispatch mode and the op handlers (``apply``) in the child without a profiler (printed per run), and
+prints the floor of any handler speed-up: the CPU ratio with the handlers' time taken out (the mode, its
+fast path, the ops and everything outside the mode stay; the timing wrapper's own cost stays in it too).
+--floor adds to each pair an untraced run under a dispatch mode that only calls each op (entered by the
+chained sitecustomize): what any tracer that sees every op through a Python dispatch mode costs at least.
 Each run's line also shows the script's user / sys / main-thread CPU and page faults.
 """
 
@@ -55,12 +59,14 @@ _tm = None
 if os.environ.get("TRACER_TIMING"):
     import time
     from harness.runtime.tracer import torch_mode as _tmod
-    _tm = {"dispatch": 0.0, "apply": 0.0, "n": 0, "napply": 0, "fast": 0.0, "nfast": 0, "kind": {}, "size": {}}
+    _tm = {"dispatch": 0.0, "apply": 0.0, "n": 0, "napply": 0, "fast": 0.0, "nfast": 0, "kind": {}, "size": {},
+           "pre": 0.0}
     _raw, _apply = _tmod.TraceMode.__torch_dispatch__, _tmod.apply
     _applied = [False]
+    _t_disp = [0.0]
     def _disp(self, *a, **k):
         _applied[0] = False
-        t = time.perf_counter()
+        t = _t_disp[0] = time.perf_counter()
         try:
             return _raw(self, *a, **k)
         finally:
@@ -77,6 +83,7 @@ if os.environ.get("TRACER_TIMING"):
     def _app(tr, func, args, kwargs, out):
         _applied[0] = True
         t = time.perf_counter()
+        _tm["pre"] += t - _t_disp[0]  # a traced op before its handler: the op itself and the mode's checks
         try:
             return _apply(tr, func, args, kwargs, out)
         finally:
@@ -90,6 +97,24 @@ if os.environ.get("TRACER_TIMING"):
             e = _tm["size"].setdefault(b, [0, 0.0]); e[0] += 1; e[1] += dt
     _tmod.TraceMode.__torch_dispatch__ = _disp
     _tmod.apply = _app
+    import gc
+    _tm["gc"] = {}
+    _gc_t0 = [0.0]
+    def _gc_cb(phase, info):  # the cyclic collector's passes: their count and time, by generation
+        if phase == "start":
+            _gc_t0[0] = time.perf_counter()
+        else:
+            e = _tm["gc"].setdefault(info.get("generation"), [0, 0.0]); e[0] += 1; e[1] += time.perf_counter() - _gc_t0[0]
+    gc.callbacks.append(_gc_cb)
+if os.environ.get("TRACER_NOOP_MODE"):  # (an untraced run) a dispatch mode that only calls each op
+    from torch.utils._python_dispatch import TorchDispatchMode as _TDM
+    class _Nothing(_TDM):
+        @classmethod
+        def _should_skip_dynamo(cls):
+            return False  # unwrapped, as the tracer's own mode on a CPU
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+    _Nothing().__enter__()
 def _dump():
     if _tm is not None:
         with open("bench_timing.txt", "w") as f:
@@ -144,8 +169,9 @@ def resolve(rec: str) -> Path:
 
 
 def run_once(folder: Path, out: Path, traced: bool, timeout: float, env: list[str],
-             profile_to: Path | None = None) -> tuple[float, float, dict]:
-    """(child wall s from run.json, the script process's CPU s, run.json); ``profile_to``: cProfile it."""
+             profile_to: Path | None = None) -> tuple[float, float, dict, dict | None]:
+    """(child wall s from run.json, the script process's CPU s, run.json, the TRACER_TIMING figures or None);
+    ``profile_to``: cProfile it."""
     site = out.parent / "bench_site"
     site.mkdir(parents=True, exist_ok=True)
     (site / "sitecustomize.py").write_text(_PROFILE_SITE)
@@ -166,6 +192,7 @@ def run_once(folder: Path, out: Path, traced: bool, timeout: float, env: list[st
         rj = {}
     run = rj.get("run", rj)
     cpu = float("nan")
+    tm = None
     kept = run.get("workdir")
     if kept:
         found = sorted(Path(kept).rglob("bench_cpu.txt"))
@@ -173,7 +200,7 @@ def run_once(folder: Path, out: Path, traced: bool, timeout: float, env: list[st
             cpu = float(found[0].read_text())
         timing = sorted(Path(kept).rglob("bench_timing.txt"))
         if timing:
-            _print_timing(timing[0].read_text())
+            tm = _print_timing(timing[0].read_text())
         detail = sorted(Path(kept).rglob("bench_cpu_detail.txt"))
         if detail:
             print(f"    ({'traced' if traced else 'untraced'}: {detail[0].read_text()})", flush=True)
@@ -185,10 +212,10 @@ def run_once(folder: Path, out: Path, traced: bool, timeout: float, env: list[st
     if reason not in (None, "ok"):
         raise RuntimeError(f"{folder.name} {'traced' if traced else 'untraced'} run failed: {reason}: "
                            f"{run.get('message')} (exit {p.returncode})")
-    return float(run.get("wall_s") or outer), cpu, run
+    return float(run.get("wall_s") or outer), cpu, run, tm
 
 
-def _print_timing(text: str) -> None:
+def _print_timing(text: str) -> dict:
     """The child's TRACER_TIMING figures: the mode's fast path (ops on untraced tensors, op included), the
     handlers (``apply``, after the op) by kind and by output size."""
     import ast
@@ -197,23 +224,34 @@ def _print_timing(text: str) -> None:
     n, fast, napply, app = tm["n"], tm["fast"], tm["napply"], tm["apply"]
     print(f"    (timing: {n} ops in the mode, {tm['dispatch']:.2f} s with the ops; {tm['nfast']} untraced "
           f"{fast:.2f} s ({1e6 * fast / max(tm['nfast'], 1):.1f} us/op, op included); {napply} traced: "
-          f"handlers {app:.2f} s ({1e6 * app / max(napply, 1):.1f} us/op))", flush=True)
+          f"handlers {app:.2f} s ({1e6 * app / max(napply, 1):.1f} us/op), the ops themselves before them "
+          f"{tm.get('pre', 0.0):.2f} s)", flush=True)
     for title, rows in (("by kind", sorted(tm["kind"].items(), key=lambda kv: -kv[1][1])[:8]),
                         ("by output elements", sorted(tm["size"].items()))):
         cells = [f"{(k if title == 'by kind' else '<=2^' + str(k))}: {c} ops {s:.2f} s" for k, (c, s) in rows]
         print(f"      handlers {title}: " + "; ".join(cells), flush=True)
+    if tm.get("gc"):
+        print("      cyclic GC by generation: " + "; ".join(f"gen {g}: {c} passes {t:.2f} s"
+                                                         for g, (c, t) in sorted(tm["gc"].items())), flush=True)
+    return tm
 
 
-def paired(folder: Path, repeat: int, timeout: float, env: list[str]) -> dict[str, list[float]]:
-    res: dict[str, list[float]] = {"u": [], "t": [], "ucpu": [], "tcpu": []}
+def paired(folder: Path, repeat: int, timeout: float, env: list[str], floor: bool = False) -> dict[str, list[float]]:
+    res: dict[str, list[float]] = {"u": [], "t": [], "ucpu": [], "tcpu": [], "handlers": [], "ncpu": []}
     with tempfile.TemporaryDirectory(dir=_scratch()) as tmp:
         for i in range(repeat):
+            if floor:  # the same untraced script under a dispatch mode that does nothing: any mode's floor
+                w, cpu, _, _ = run_once(folder, Path(tmp) / f"{i}n", False, timeout, env + ["TRACER_NOOP_MODE=1"])
+                res["ncpu"].append(cpu)
+                print(f"  no-op mode {w:7.2f} s wall, {cpu:7.2f} s CPU (script)", flush=True)
             order = (False, True) if i % 2 == 0 else (True, False)  # ABBA: neither side always goes first
             for traced in order:
-                w, cpu, _ = run_once(folder, Path(tmp) / f"{i}{'t' if traced else 'u'}", traced, timeout, env)
+                w, cpu, _, tm = run_once(folder, Path(tmp) / f"{i}{'t' if traced else 'u'}", traced, timeout, env)
                 k = "t" if traced else "u"
                 res[k].append(w)
                 res[k + "cpu"].append(cpu)
+                if traced and tm is not None:
+                    res["handlers"].append(float(tm["apply"]))
                 print(f"  {'traced  ' if traced else 'untraced'} {w:7.2f} s wall, {cpu:7.2f} s CPU (script)", flush=True)
     return res
 
@@ -221,7 +259,7 @@ def paired(folder: Path, repeat: int, timeout: float, env: list[str]) -> dict[st
 def profile(folder: Path, timeout: float, env: list[str], top: int, save: str | None = None) -> None:
     with tempfile.TemporaryDirectory(dir=_scratch()) as tmp:
         prof = Path(tmp) / "tracer.prof"
-        w, _, run = run_once(folder, Path(tmp) / "prof", True, timeout, env, profile_to=prof)
+        w, _, run, _tm = run_once(folder, Path(tmp) / "prof", True, timeout, env, profile_to=prof)
         if not prof.is_file():
             print("  no profile written (the child could not write it, or died)")
             return
@@ -252,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--env", action="append", default=[], metavar="K=V")
     ap.add_argument("--profile", action="store_true", help="one extra traced run under cProfile")
     ap.add_argument("--no-ratio", action="store_true", help="profile only")
+    ap.add_argument("--floor", action="store_true",
+                    help="each pair also runs the untraced script under a dispatch mode that does nothing")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--save", metavar="FILE", help="keep the raw cProfile stats here")
     args = ap.parse_args(argv)
@@ -261,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{folder.name}:", flush=True)
         if not args.no_ratio:
             try:
-                r = paired(folder, args.repeat, args.timeout, args.env)
+                r = paired(folder, args.repeat, args.timeout, args.env, args.floor)
             except RuntimeError as e:
                 print(f"  {e}")
                 continue
@@ -270,6 +310,15 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((folder.name, mu, mt, cu, ct))
             print(f"  median untraced {mu:.2f} s, traced {mt:.2f} s, traced/untraced {mt / mu:.2f}x wall, "
                   f"{ct / cu:.2f}x CPU", flush=True)
+            if r["handlers"]:
+                # what no handler speed-up can go below: the traced run's CPU without its handlers' time
+                # (left: the dispatch mode, its fast path, the ops themselves, everything outside the mode)
+                h = statistics.median(r["handlers"])
+                print(f"  handlers {h:.2f} s of the traced run's {ct:.2f} s CPU; with handlers that cost nothing "
+                      f"the ratio would be {(ct - h) / cu:.2f}x CPU (the floor of any handler speed-up)", flush=True)
+            if r["ncpu"]:
+                print(f"  under a dispatch mode that does nothing: {statistics.median(r['ncpu']) / cu:.2f}x CPU (the floor "
+                      "of any tracer that sees every op through a Python dispatch mode)", flush=True)
         if args.profile:
             profile(folder, args.timeout, args.env, args.top, args.save)
     if rows:
