@@ -240,12 +240,15 @@ def paired(folder: Path, repeat: int, timeout: float, env: list[str], floor: boo
     res: dict[str, list[float]] = {"u": [], "t": [], "ucpu": [], "tcpu": [], "handlers": [], "ncpu": []}
     with tempfile.TemporaryDirectory(dir=_scratch()) as tmp:
         for i in range(repeat):
-            if floor:  # the same untraced script under a dispatch mode that does nothing: any mode's floor
-                w, cpu, _, _ = run_once(folder, Path(tmp) / f"{i}n", False, timeout, env + ["TRACER_NOOP_MODE=1"])
-                res["ncpu"].append(cpu)
-                print(f"  no-op mode {w:7.2f} s wall, {cpu:7.2f} s CPU (script)", flush=True)
-            order = (False, True) if i % 2 == 0 else (True, False)  # ABBA: neither side always goes first
+            order: tuple[bool | None, ...] = (False, True) if i % 2 == 0 else (True, False)  # ABBA: neither side
+            if floor:  # always goes first; None: the untraced script under a dispatch mode that does nothing
+                order = (None,) + order if i % 2 == 0 else order + (None,)
             for traced in order:
+                if traced is None:
+                    w, cpu, _, _ = run_once(folder, Path(tmp) / f"{i}n", False, timeout, env + ["TRACER_NOOP_MODE=1"])
+                    res["ncpu"].append(cpu)
+                    print(f"  no-op mode {w:7.2f} s wall, {cpu:7.2f} s CPU (script)", flush=True)
+                    continue
                 w, cpu, _, tm = run_once(folder, Path(tmp) / f"{i}{'t' if traced else 'u'}", traced, timeout, env)
                 k = "t" if traced else "u"
                 res[k].append(w)
