@@ -72,8 +72,8 @@ def _env_for_block(cfg: Config, opts: Mapping[str, Any]) -> dict[str, str]:
 def main_run_facts(executor: HarnessExecutor, length: int | None) -> MainRun | None:
     """What the main run (executor.main_run: a RunResult of the same script and options) tells the probes
     before they run: what one variant costs (variant_estimate) and whether its reported pass scores a position
-    twice. None when it is
-    not comparable: it failed, printed no score, or served a stream of another length than the variants get."""
+    twice. None when it is not comparable: it failed, printed no score, or served a stream of another length
+    than the variants get."""
     view = executor.main_served()
     if view is None or length is None or view.tokens.size != length \
             or (getattr(view.result, "served", None) or {}).get("val_tokens") != length:
